@@ -1,0 +1,24 @@
+"""gunicorn settings for microblog; every value can be overridden from the environment.
+
+gevent workers are required: each Server-Sent Events stream holds its connection open, and a
+greenlet per connection keeps thousands of them cheap.
+"""
+
+import os
+
+wsgi_app = "wsgi:app"
+bind = os.environ.get("MICROBLOG_BIND", "127.0.0.1:" + os.environ.get("PORT", "8000"))
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Concurrent connections per worker, open event streams included.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))
+# Streams end themselves well before this; it only bounds a wedged worker.
+timeout = 60
+graceful_timeout = 10
+keepalive = 5
+# Logs go to stdout/stderr, where process managers and containers collect them.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+# Behind a proxy, trust its X-Forwarded-* headers only from the addresses given.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

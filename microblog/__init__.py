@@ -1,0 +1,62 @@
+"""microblog: a Flask microblog with background jobs and live progress."""
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from microblog import config, errors
+from microblog.extensions import bootstrap, csrf, db, login_manager, mail, migrate
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application; only entry points (wsgi.py, tasks.py, tests) call this."""
+    app = Flask(__name__, instance_relative_config=True)
+    config.load(app, test_config)
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    errors.init_app(app)
+    register_commands(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Log to stderr, where gunicorn, dramatiq and containers collect it."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    app.logger.setLevel(logging.INFO)
+
+
+def register_extensions(app: Flask) -> None:
+    from microblog.database import init_app as init_database
+
+    db.init_app(app)
+    init_database(app)
+    # migrations/ sits beside the package, wherever the process was started from.
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    mail.init_app(app)
+    bootstrap.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from microblog.auth.views import bp as auth_bp
+    from microblog.health import bp as health_bp
+    from microblog.posts.views import bp as posts_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(posts_bp)
+    app.register_blueprint(health_bp)
+
+
+def register_commands(app: Flask) -> None:
+    from microblog.seed import seed_demo_command
+
+    app.cli.add_command(seed_demo_command)

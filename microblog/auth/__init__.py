@@ -1,0 +1,1 @@
+"""Accounts: the User model, registration, login and logout."""

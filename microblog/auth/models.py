@@ -1,0 +1,81 @@
+"""The User model and the follower relation."""
+
+from datetime import datetime
+from hashlib import md5
+
+from flask_login import UserMixin
+from sqlalchemy import Column, ForeignKey, String, Table, Text, select
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from microblog.extensions import db, login_manager
+from microblog.models import utcnow
+from microblog.types import UTCDateTime
+
+followers = Table(
+    "followers",
+    db.metadata,
+    Column("follower_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+    Column("followed_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(UserMixin, db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(120), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    about_me: Mapped[str | None] = mapped_column(Text)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    following: Mapped[list["User"]] = relationship(
+        secondary=followers,
+        primaryjoin=lambda: followers.c.follower_id == User.id,
+        secondaryjoin=lambda: followers.c.followed_id == User.id,
+        back_populates="followers",
+        lazy="selectin",
+    )
+    followers: Mapped[list["User"]] = relationship(
+        secondary=followers,
+        primaryjoin=lambda: followers.c.followed_id == User.id,
+        secondaryjoin=lambda: followers.c.follower_id == User.id,
+        back_populates="following",
+        lazy="selectin",
+    )
+
+    def __repr__(self) -> str:
+        return f"<User {self.username}>"
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def avatar_colour(self) -> str:
+        """Return a stable CSS colour for the avatar; no third-party image service sees users."""
+        digest = md5(self.email.lower().encode(), usedforsecurity=False).hexdigest()
+        return f"#{digest[:6]}"
+
+    def is_following(self, user: "User") -> bool:
+        return user in self.following
+
+    def follow(self, user: "User") -> None:
+        if user is not self and not self.is_following(user):
+            self.following.append(user)
+
+    def unfollow(self, user: "User") -> None:
+        if self.is_following(user):
+            self.following.remove(user)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    if not user_id.isdigit():
+        return None
+    return db.session.get(User, int(user_id))
+
+
+def find_user(username: str) -> User | None:
+    """Return the user with that username, or None."""
+    return db.session.scalar(select(User).where(User.username == username))

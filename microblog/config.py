@@ -1,0 +1,108 @@
+"""Configuration: defaults, then the environment, then an explicit mapping (tests)."""
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+# Environment variables that are read as integers or booleans rather than strings.
+_INTEGERS = {
+    "MAIL_PORT",
+    "POSTS_PER_PAGE",
+    "EXPORT_ATTACHMENT_LIMIT",
+    "EXPORT_RETENTION_DAYS",
+    "JOBS_HEARTBEAT_TIMEOUT_MS",
+    "JOBS_MAINTENANCE_CHANCE",
+    "JOBS_REAPER_INTERVAL",
+    "SSE_HEARTBEAT_SECONDS",
+    "SSE_MAX_STREAM_SECONDS",
+}
+_BOOLEANS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND"}
+_STRINGS = {
+    "MICROBLOG_ENV",
+    "SECRET_KEY",
+    "REDIS_URL",
+    "MAIL_SERVER",
+    "MAIL_USERNAME",
+    "MAIL_PASSWORD",
+    "MAIL_DEFAULT_SENDER",
+    "PUBLIC_URL",
+}
+
+
+def defaults(instance_path: str) -> dict[str, Any]:
+    """Return the settings used when nothing else is said: safe for local use."""
+    return {
+        # "production" turns a missing SECRET_KEY into a startup error.
+        "MICROBLOG_ENV": "development",
+        # Signs sessions and CSRF tokens; the development value is public on purpose.
+        "SECRET_KEY": None,
+        # SQLite file under instance/ so a fresh checkout needs no database server.
+        "SQLALCHEMY_DATABASE_URI": "sqlite:///" + os.path.join(instance_path, "microblog.sqlite"),
+        # Dramatiq broker, SSE pub/sub and the event replay log.
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        # Outgoing mail; the run command points these at a local catcher.
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": 8025,
+        "MAIL_USE_TLS": False,
+        "MAIL_USE_SSL": False,
+        "MAIL_USERNAME": None,
+        "MAIL_PASSWORD": None,
+        "MAIL_DEFAULT_SENDER": "microblog <no-reply@microblog.localhost>",
+        # Absolute base of links in emails (the worker has no request to learn it from).
+        "PUBLIC_URL": "http://127.0.0.1:8000",
+        # Posts on one page of a timeline, explore or profile.
+        "POSTS_PER_PAGE": 25,
+        # Archives up to this many bytes of JSON are attached to the email as well as linked.
+        "EXPORT_ATTACHMENT_LIMIT": 5 * 1024 * 1024,
+        # Days an export archive stays downloadable before the reaper deletes it.
+        "EXPORT_RETENTION_DAYS": 7,
+        # A worker silent this long is presumed dead and its unacked messages are redelivered.
+        "JOBS_HEARTBEAT_TIMEOUT_MS": 30_000,
+        # Broker calls per million that run queue maintenance (redelivery of dead workers' jobs).
+        "JOBS_MAINTENANCE_CHANCE": 50_000,
+        # Seconds between two reaper passes in each worker process.
+        "JOBS_REAPER_INTERVAL": 60,
+        # Seconds between comment lines on an idle event stream.
+        "SSE_HEARTBEAT_SECONDS": 15,
+        # Seconds after which a stream is closed; the browser reconnects and resumes.
+        "SSE_MAX_STREAM_SECONDS": 300,
+        # Bootstrap's CSS and JS come from the app itself, never a CDN.
+        "BOOTSTRAP_SERVE_LOCAL": True,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return the settings the environment gives, converted to their types."""
+    found: dict[str, Any] = {}
+    for key in _STRINGS & environ.keys():
+        found[key] = environ[key]
+    for key in _INTEGERS & environ.keys():
+        found[key] = int(environ[key])
+    for key in _BOOLEANS & environ.keys():
+        found[key] = environ[key].strip().lower() in {"1", "true", "yes", "on"}
+    if "DATABASE_URL" in environ:
+        found["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(environ["DATABASE_URL"])
+    return found
+
+
+def normalise_database_url(url: str) -> str:
+    """Point PostgreSQL URLs at the psycopg 3 driver, the one requirements.txt installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
+    """Fill ``app.config`` and refuse to start production without a secret key."""
+    app.config.from_mapping(defaults(app.instance_path))
+    app.config.from_mapping(from_environment(os.environ))
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    if not app.config["SECRET_KEY"]:
+        if app.config["MICROBLOG_ENV"] == "production":
+            raise RuntimeError("SECRET_KEY must be set when MICROBLOG_ENV is production.")
+        app.config["SECRET_KEY"] = "development-only-not-secret"

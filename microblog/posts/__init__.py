@@ -1,0 +1,1 @@
+"""Posts: writing them, timelines, profiles and following."""

@@ -1,0 +1,72 @@
+"""The ``flask seed-demo`` command: a demo account so a newcomer sees a living site."""
+
+import random
+from datetime import timedelta
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import func, select
+
+from microblog.auth.models import User
+from microblog.extensions import db
+from microblog.models import utcnow
+from microblog.posts.models import Post
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo-password-1"
+FRIENDS = ("ada", "grace")
+
+_WORDS = (
+    "flask dramatiq redis worker progress export archive stream event browser tab reload "
+    "coffee morning deploy queue retry backoff heartbeat cursor chunk json gzip mail link "
+    "today shipped fixed learned reading writing walking thinking ✨ 🚀 café naïve <b>bold?</b>"
+).split()
+
+
+def fake_sentence(rng: random.Random) -> str:
+    words = rng.choices(_WORDS, k=rng.randint(4, 16))
+    return " ".join(words).capitalize() + rng.choice(".!?")
+
+
+def create_user(username: str, password: str, about: str) -> User:
+    user = User(username=username, email=f"{username}@example.com", about_me=about)
+    user.set_password(password)
+    db.session.add(user)
+    return user
+
+
+def add_posts(user: User, count: int, rng: random.Random) -> None:
+    """Add ``count`` posts spread over the last few months, oldest first."""
+    now = utcnow()
+    for i in range(count):
+        when = now - timedelta(minutes=(count - i) * 97 + rng.randint(0, 60))
+        db.session.add(Post(body=fake_sentence(rng), timestamp=when, author=user))
+
+
+def seed_demo(posts: int = 300, seed: int = 7) -> User:
+    """Create the demo user, two friends it follows, and their posts; commit."""
+    rng = random.Random(seed)
+    demo = create_user(DEMO_USERNAME, DEMO_PASSWORD, "The account the run command creates.")
+    add_posts(demo, posts, rng)
+    for name in FRIENDS:
+        friend = create_user(name, DEMO_PASSWORD, f"{name.title()} posts about computing.")
+        add_posts(friend, posts // 6, rng)
+        db.session.flush()  # users compare by id, so each needs one before follow()
+        demo.follow(friend)
+    db.session.commit()
+    return demo
+
+
+@click.command("seed-demo")
+@click.option("--posts", default=300, show_default=True, help="Posts for the demo user.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when any user exists.")
+@with_appcontext
+def seed_demo_command(posts: int, if_empty: bool) -> None:
+    """Create the demo account with a few hundred posts and two followed users."""
+    if if_empty and db.session.scalar(select(func.count(User.id))):
+        click.echo("Users exist; demo data not added.")
+        return
+    if db.session.scalar(select(User.id).where(User.username == DEMO_USERNAME)):
+        raise click.ClickException(f"User {DEMO_USERNAME!r} already exists.")
+    seed_demo(posts)
+    click.echo(f"Demo account: {DEMO_USERNAME} / {DEMO_PASSWORD}")

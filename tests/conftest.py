@@ -1,0 +1,176 @@
+"""Fixtures: real services on loopback ports, a fresh app per test, and small helpers."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from microblog import create_app
+from microblog.auth.models import User
+from microblog.extensions import db
+from microblog.services import MailCatcher, RedisServer, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-9"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[MailCatcher]:
+    catcher = MailCatcher().start()
+    yield catcher
+    catcher.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: MailCatcher) -> list:
+    """The messages the SMTP server receives during this test."""
+    smtp_server.messages.clear()
+    return smtp_server.messages
+
+
+def make_config(tmp_path: Path, redis_server: RedisServer, smtp_server: MailCatcher) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.sqlite'}",
+        "WTF_CSRF_ENABLED": False,
+        "REDIS_URL": redis_server.url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp_server.port,
+        "POSTS_PER_PAGE": 5,
+    }
+
+
+@pytest.fixture
+def app_config(tmp_path, redis_server, smtp_server) -> dict:
+    """The configuration of this test's app; a test may change it before using ``app``."""
+    return make_config(tmp_path, redis_server, smtp_server)
+
+
+@pytest.fixture
+def app(app_config) -> Iterator[Flask]:
+    app = create_app(app_config)
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app: Flask):
+    """Create a user in the database and return its id."""
+
+    def make(username: str, password: str = PASSWORD, email: str | None = None) -> int:
+        with app.app_context():
+            user = User(username=username, email=email or f"{username}@example.com")
+            user.set_password(password)
+            db.session.add(user)
+            db.session.commit()
+            return user.id
+
+    return make
+
+
+class AuthActions:
+    def __init__(self, client: FlaskClient, make_user) -> None:
+        self._client = client
+        self._make_user = make_user
+
+    def login(self, username: str = "alice", password: str = PASSWORD, **extra):
+        return self._client.post(
+            "/auth/login", data={"username": username, "password": password, **extra}
+        )
+
+    def signed_in(self, username: str = "alice") -> int:
+        """Create ``username`` and sign this client in as that user; return the user's id."""
+        user_id = self._make_user(username)
+        response = self.login(username)
+        assert response.status_code == 302, response.data
+        return user_id
+
+    def logout(self):
+        return self._client.post("/auth/logout")
+
+
+@pytest.fixture
+def auth(client: FlaskClient, make_user) -> AuthActions:
+    return AuthActions(client, make_user)
+
+
+@pytest.fixture(scope="session")
+def live_database(tmp_path_factory) -> str:
+    """A SQLite database built by the migrations, shared by the session's server processes."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.sqlite'}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def live_env(live_database, redis_server, smtp_server) -> dict[str, str]:
+    """The environment of the server and worker processes the tests start."""
+    return {
+        **os.environ,
+        "DATABASE_URL": live_database,
+        "REDIS_URL": redis_server.url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(smtp_server.port),
+        "SECRET_KEY": "live-test",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server(live_env, tmp_path_factory) -> Iterator[str]:
+    """The real gunicorn, configured by gunicorn.conf.py, on a free port; yields its base URL."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log = (tmp_path_factory.mktemp("gunicorn") / "gunicorn.log").open("w+")
+    env = {**live_env, "MICROBLOG_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1",
+           "PUBLIC_URL": base_url}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"gunicorn exited early:\n{log.read()}")
+        try:
+            return requests.get(base_url + "/auth/login", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_until(answering, 30, "gunicorn to answer")
+    yield base_url
+    process.terminate()
+    process.wait(timeout=15)
+    log.close()

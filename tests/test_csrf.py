@@ -1,0 +1,57 @@
+"""Every state change needs a CSRF token; a forged request changes nothing."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from microblog.extensions import db
+from microblog.posts.models import Post
+
+
+@pytest.fixture
+def app_config(app_config):
+    return {**app_config, "WTF_CSRF_ENABLED": True}
+
+
+def token_from(client, path: str) -> str:
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def test_login_without_token_is_refused(client, make_user):
+    make_user("alice")
+    response = client.post("/auth/login", data={"username": "alice", "password": "correct-horse-9"})
+    assert response.status_code == 400
+    assert "security token" in response.get_data(as_text=True)
+
+
+def test_forged_post_is_refused_and_changes_nothing(client, make_user, app):
+    make_user("alice")
+    token = token_from(client, "/auth/login")
+    client.post(
+        "/auth/login",
+        data={"username": "alice", "password": "correct-horse-9", "csrf_token": token},
+    )
+    response = client.post("/", data={"post": "forged"})
+    assert response.status_code == 400
+    forged_logout = client.post("/auth/logout", data={"csrf_token": "not-a-token"})
+    assert forged_logout.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Post.id))) == 0
+    assert client.get("/").status_code == 200  # still signed in
+
+
+def test_post_with_token_from_the_page_is_accepted(client, make_user, app):
+    make_user("alice")
+    token = token_from(client, "/auth/login")
+    client.post(
+        "/auth/login",
+        data={"username": "alice", "password": "correct-horse-9", "csrf_token": token},
+    )
+    response = client.post("/", data={"post": "real", "csrf_token": token_from(client, "/")})
+    assert response.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Post.id))) == 1

@@ -1,0 +1,181 @@
+"""Writing posts, timelines, explore, profiles and following."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from microblog.auth.models import User
+from microblog.extensions import db
+from microblog.models import utcnow
+from microblog.posts.models import MAX_POST_LENGTH, Post
+
+
+@pytest.fixture
+def add_posts(app):
+    """Add posts by ``username`` with strictly increasing timestamps."""
+
+    def add(username: str, *bodies: str) -> None:
+        with app.app_context():
+            user = db.session.scalar(select(User).where(User.username == username))
+            start = utcnow() - timedelta(days=1)
+            count = db.session.scalar(select(func.count(Post.id)))
+            for i, body in enumerate(bodies, start=count):
+                db.session.add(Post(body=body, author=user, timestamp=start + timedelta(seconds=i)))
+            db.session.commit()
+
+    return add
+
+
+def post_count(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count(Post.id)))
+
+
+def test_writing_a_post_publishes_it_on_the_timeline(client, auth, app):
+    auth.signed_in("alice")
+    response = client.post("/", data={"post": "  hello <b>world</b>  "}, follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert "Your post is now live!" in html
+    assert "hello &lt;b&gt;world&lt;/b&gt;" in html
+    assert post_count(app) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [("", "A post cannot be empty."), ("   ", "A post cannot be empty."),
+     ("x" * (MAX_POST_LENGTH + 1), f"Keep posts to {MAX_POST_LENGTH} characters.")],
+)  # fmt: skip
+def test_bad_posts_are_refused_with_a_message(client, auth, app, body, message):
+    auth.signed_in("alice")
+    response = client.post("/", data={"post": body})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert post_count(app) == 0
+
+
+def test_timeline_shows_own_and_followed_posts_newest_first(client, auth, make_user, add_posts):
+    auth.signed_in("alice")
+    make_user("bob")
+    make_user("carol")
+    add_posts("alice", "alice-old")
+    add_posts("bob", "bob-post")
+    add_posts("carol", "carol-post")
+    add_posts("alice", "alice-new")
+    client.post("/follow/bob")
+    html = client.get("/").get_data(as_text=True)
+    assert "carol-post" not in html
+    assert html.index("alice-new") < html.index("bob-post") < html.index("alice-old")
+
+
+def test_timeline_is_paginated(client, auth, add_posts):
+    auth.signed_in("alice")
+    add_posts("alice", *[f"post-{i:02d}" for i in range(12)])  # 5 a page in tests
+    first = client.get("/").get_data(as_text=True)
+    third = client.get("/?page=3").get_data(as_text=True)
+    assert "post-11" in first and "post-07" in first and "post-06" not in first
+    assert "post-01" in third and "post-00" in third and "post-02" not in third
+    assert "No posts yet." in client.get("/?page=99").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("page", ["abc", "-1", "0"])
+def test_bad_page_numbers_do_not_crash(client, auth, page):
+    auth.signed_in("alice")
+    assert client.get(f"/explore?page={page}").status_code == 200
+
+
+def test_explore_shows_everyones_posts(client, auth, make_user, add_posts):
+    auth.signed_in("alice")
+    make_user("bob")
+    add_posts("bob", "bob-post")
+    assert "bob-post" in client.get("/explore").get_data(as_text=True)
+
+
+def test_profile_shows_about_me_posts_and_follow_button(client, auth, make_user, add_posts):
+    auth.signed_in("alice")
+    make_user("bob")
+    add_posts("bob", "bob-post")
+    html = client.get("/user/bob").get_data(as_text=True)
+    assert "bob-post" in html
+    assert 'action="/follow/bob"' in html
+    assert "Last seen" in html
+
+
+def test_profile_posts_are_paginated(client, auth, make_user, add_posts):
+    auth.signed_in("alice")
+    make_user("bob")
+    add_posts("bob", *[f"bob-{i:02d}" for i in range(7)])
+    first = client.get("/user/bob").get_data(as_text=True)
+    second = client.get("/user/bob?page=2").get_data(as_text=True)
+    assert re.search(r'href="\s*/user/bob\?page=2"', first)
+    assert "bob-06" in first and "bob-01" not in first
+    assert "bob-01" in second and "bob-00" in second and "bob-06" not in second
+
+
+def test_unknown_profile_is_404(client, auth):
+    auth.signed_in("alice")
+    assert client.get("/user/nobody").status_code == 404
+
+
+def test_follow_and_unfollow_change_the_relation(client, auth, make_user, app):
+    alice_id = auth.signed_in("alice")
+    make_user("bob")
+    client.post("/follow/bob")
+    with app.app_context():
+        assert [u.username for u in db.session.get(User, alice_id).following] == ["bob"]
+    assert 'action="/unfollow/bob"' in client.get("/user/bob").get_data(as_text=True)
+    client.post("/unfollow/bob")
+    with app.app_context():
+        assert db.session.get(User, alice_id).following == []
+
+
+@pytest.mark.parametrize("path", ["/follow/bob", "/unfollow/bob"])
+def test_follow_buttons_are_post_only(client, auth, make_user, path):
+    auth.signed_in("alice")
+    make_user("bob")
+    assert client.get(path).status_code == 405
+
+
+def test_following_yourself_is_refused(client, auth, app):
+    alice_id = auth.signed_in("alice")
+    response = client.post("/follow/alice", follow_redirects=True)
+    assert "You cannot follow yourself." in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(User, alice_id).following == []
+
+
+def test_following_an_unknown_user_is_404(client, auth):
+    auth.signed_in("alice")
+    assert client.post("/follow/nobody").status_code == 404
+
+
+def test_edit_profile_changes_own_name_and_about(client, auth, app):
+    alice_id = auth.signed_in("alice")
+    response = client.post("/edit_profile", data={"username": "alicia", "about_me": "Hi there"})
+    assert response.headers["Location"] == "/user/alicia"
+    with app.app_context():
+        user = db.session.get(User, alice_id)
+        assert (user.username, user.about_me) == ("alicia", "Hi there")
+
+
+def test_edit_profile_cannot_take_another_users_name(client, auth, make_user, app):
+    alice_id = auth.signed_in("alice")
+    bob_id = make_user("bob")
+    response = client.post("/edit_profile", data={"username": "bob", "about_me": "mine now"})
+    assert response.status_code == 400
+    assert "That username is taken" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(User, alice_id).username == "alice"
+        assert db.session.get(User, bob_id).about_me is None
+
+
+def test_edit_profile_only_ever_edits_the_signed_in_user(client, auth, make_user, app):
+    auth.signed_in("alice")
+    bob_id = make_user("bob")
+    client.post(
+        "/edit_profile",
+        data={"username": "alice", "about_me": "x", "id": str(bob_id), "user_id": str(bob_id)},
+    )
+    with app.app_context():
+        assert db.session.get(User, bob_id).about_me is None
