@@ -9,6 +9,7 @@ from flask import Flask
 
 from microblog import config, errors
 from microblog.extensions import bootstrap, csrf, db, login_manager, mail, migrate
+from microblog.jobs import broker as jobs_broker
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -18,6 +19,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    jobs_broker.init_app(app)
     errors.init_app(app)
     register_commands(app)
     return app
@@ -48,12 +50,13 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from microblog.auth.views import bp as auth_bp
+    from microblog.exports.views import bp as exports_bp
     from microblog.health import bp as health_bp
+    from microblog.jobs.views import bp as jobs_bp
     from microblog.posts.views import bp as posts_bp
 
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(posts_bp)
-    app.register_blueprint(health_bp)
+    for blueprint in (auth_bp, posts_bp, jobs_bp, exports_bp, health_bp):
+        app.register_blueprint(blueprint)
 
 
 def register_commands(app: Flask) -> None:

@@ -15,6 +15,7 @@ _INTEGERS = {
     "JOBS_HEARTBEAT_TIMEOUT_MS",
     "JOBS_MAINTENANCE_CHANCE",
     "JOBS_REAPER_INTERVAL",
+    "JOBS_REAPER_GRACE",
     "SSE_HEARTBEAT_SECONDS",
     "SSE_MAX_STREAM_SECONDS",
 }
@@ -64,6 +65,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "JOBS_MAINTENANCE_CHANCE": 50_000,
         # Seconds between two reaper passes in each worker process.
         "JOBS_REAPER_INTERVAL": 60,
+        # Seconds an active task must sit untouched before the reaper may close it.
+        "JOBS_REAPER_GRACE": 120,
         # Seconds between comment lines on an idle event stream.
         "SSE_HEARTBEAT_SECONDS": 15,
         # Seconds after which a stream is closed; the browser reconnects and resumes.

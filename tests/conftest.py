@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+from dramatiq import Worker
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -16,6 +18,7 @@ from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.services import MailCatcher, RedisServer, free_port, wait_until
+from tests.helpers import EventRecorder
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-9"
@@ -51,6 +54,7 @@ def make_config(tmp_path: Path, redis_server: RedisServer, smtp_server: MailCatc
         "REDIS_URL": redis_server.url,
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": smtp_server.port,
+        "MAIL_SUPPRESS_SEND": False,  # TESTING would otherwise swallow mail
         "POSTS_PER_PAGE": 5,
     }
 
@@ -62,13 +66,31 @@ def app_config(tmp_path, redis_server, smtp_server) -> dict:
 
 
 @pytest.fixture
-def app(app_config) -> Iterator[Flask]:
+def app(app_config, redis_server) -> Iterator[Flask]:
+    redis.Redis.from_url(redis_server.url).flushall()  # no messages left by other tests
     app = create_app(app_config)
     with app.app_context():
         db.create_all()
     yield app
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.fixture
+def worker(app: Flask) -> Iterator[Worker]:
+    """A real Dramatiq worker, in this process, consuming the app's Redis broker."""
+    worker = Worker(app.extensions["dramatiq"], worker_threads=2, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def recorded_events(redis_server) -> Iterator[EventRecorder]:
+    """Every event published on any user's channel while the test runs."""
+    recorder = EventRecorder(redis_server.url)
+    yield recorder
+    recorder.close()
 
 
 @pytest.fixture

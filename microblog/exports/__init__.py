@@ -1,0 +1,1 @@
+"""Export my posts: the first job type."""

@@ -1,0 +1,72 @@
+"""The export job: build the archive, store it, email it."""
+
+from datetime import timedelta
+from typing import IO
+
+from flask import current_app
+from sqlalchemy import delete, insert, select
+
+from microblog.auth.models import User
+from microblog.exports.archive import spooled_file, write_archive
+from microblog.exports.email import send_export_email
+from microblog.exports.models import CHUNK_SIZE, Archive, ArchiveChunk
+from microblog.extensions import db
+from microblog.jobs.models import Task
+from microblog.jobs.progress import ProgressReporter
+from microblog.jobs.reaper import chore
+from microblog.jobs.runner import JobError, job
+from microblog.models import utcnow
+
+
+@job(description="Exporting your posts", max_retries=4, result_endpoint="exports.download")
+def export_posts(task: Task, progress: ProgressReporter) -> None:
+    """Export the user's posts; a redelivered run reuses a stored archive and sent email."""
+    user = db.session.get(User, task.user_id)
+    if user is None:
+        raise JobError("Your account no longer exists.")
+    archive = db.session.get(Archive, task.id) or build_and_store(task, user, progress)
+    if archive.emailed_at is None:
+        send_export_email(user, task, archive)
+        archive.emailed_at = utcnow()
+        db.session.commit()
+
+
+def build_and_store(task: Task, user: User, progress: ProgressReporter) -> Archive:
+    """Write the archive to a spooled file, then store it in chunks in one transaction."""
+    with spooled_file() as buffer:
+        post_count, json_size = write_archive(user, buffer, progress)
+        archive = Archive(
+            task_id=task.id,
+            filename=f"microblog-{user.username}-{utcnow():%Y%m%d-%H%M%S}.json.gz",
+            size=buffer.tell(),
+            json_size=json_size,
+            post_count=post_count,
+            expires_at=utcnow() + timedelta(days=current_app.config["EXPORT_RETENTION_DAYS"]),
+        )
+        db.session.add(archive)
+        db.session.flush()  # the chunks refer to it
+        store_chunks(task.id, buffer)
+        db.session.commit()
+    return archive
+
+
+def store_chunks(task_id: str, buffer: IO[bytes]) -> None:
+    buffer.seek(0)
+    seq = 0
+    while data := buffer.read(CHUNK_SIZE):
+        # A Core insert keeps no ORM object alive: one chunk in memory at a time.
+        db.session.execute(insert(ArchiveChunk).values(task_id=task_id, seq=seq, data=data))
+        seq += 1
+
+
+@chore
+def delete_expired_archives() -> int:
+    """Delete archives past their expiry date; return how many went."""
+    expired = list(
+        db.session.scalars(select(Archive.task_id).where(Archive.expires_at <= utcnow()))
+    )
+    if expired:
+        db.session.execute(delete(ArchiveChunk).where(ArchiveChunk.task_id.in_(expired)))
+        db.session.execute(delete(Archive).where(Archive.task_id.in_(expired)))
+        db.session.commit()
+    return len(expired)

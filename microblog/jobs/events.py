@@ -1,0 +1,92 @@
+"""Task events: one private channel per user, ids that increase, and a log to replay.
+
+Each event is appended to a capped Redis Stream ``events:user.<id>`` and published on the
+pub/sub channel ``user.<id>`` in one Lua script, so the log order, the publish order and the
+event ids (the stream's entry ids) always agree. Messages keep flask-sse's wire format.
+"""
+
+import json
+from typing import Any
+
+import redis
+from flask import current_app
+from flask_sse import Message
+
+from microblog.jobs.models import Task
+
+PROGRESS = "task.progress"
+FINISHED = "task.finished"
+LOG_LENGTH = 200  # events kept per user for resuming streams
+LOG_TTL_SECONDS = 24 * 3600
+
+# KEYS: log stream, pub/sub channel. ARGV: type, JSON data, max log length, ttl.
+_APPEND_AND_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+                      'type', ARGV[1], 'data', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local message = '{"data": ' .. ARGV[2] .. ', "type": ' .. cjson.encode(ARGV[1]) ..
+    ', "id": ' .. cjson.encode(id) .. '}'
+redis.call('PUBLISH', KEYS[2], message)
+return id
+"""
+
+
+def channel_for(user_id: int) -> str:
+    """Return the private channel of a user; clients never choose it."""
+    return f"user.{user_id}"
+
+
+def log_key(channel: str) -> str:
+    return f"events:{channel}"
+
+
+def redis_client() -> redis.Redis:
+    """Return the app's shared Redis client (one connection pool per process)."""
+    client = current_app.extensions.get("microblog.redis")
+    if client is None:
+        client = redis.Redis.from_url(
+            current_app.config["REDIS_URL"], socket_timeout=5, health_check_interval=30
+        )
+        current_app.extensions["microblog.redis"] = client
+    return client
+
+
+def publish(user_id: int, type: str, data: dict[str, Any]) -> str:
+    """Log and publish one event on the user's channel; return its id."""
+    channel = channel_for(user_id)
+    script = redis_client().register_script(_APPEND_AND_PUBLISH)
+    event_id = script(
+        keys=[log_key(channel), channel],
+        args=[type, json.dumps(data), LOG_LENGTH, LOG_TTL_SECONDS],
+    )
+    return event_id.decode() if isinstance(event_id, bytes) else event_id
+
+
+def latest_id(channel: str) -> str:
+    """Return the id of the newest logged event of ``channel``, or "0" if there is none."""
+    entries = redis_client().xrevrange(log_key(channel), count=1)
+    return entries[0][0].decode() if entries else "0"
+
+
+def missed_since(channel: str, last_id: str) -> list[Message]:
+    """Return the logged events of ``channel`` after ``last_id``, oldest first."""
+    entries = redis_client().xrange(log_key(channel), min=f"({last_id}", max="+")
+    return [
+        Message(json.loads(fields[b"data"]), type=fields[b"type"].decode(), id=entry_id.decode())
+        for entry_id, fields in entries
+    ]
+
+
+def task_data(task: Task, url: str | None = None) -> dict[str, Any]:
+    """Return the JSON body of an event about ``task``."""
+    return {
+        "task_id": task.id,
+        "name": task.name,
+        "description": task.description,
+        "status": str(task.status),
+        "progress": task.progress,
+        "done": task.done,
+        "total": task.total,
+        "error": task.error,
+        "url": url,
+    }

@@ -1,0 +1,53 @@
+"""Start a job: insert the task row, commit, then send the message."""
+
+import logging
+
+import dramatiq
+import redis
+from dramatiq.errors import BrokerConnectionError
+from sqlalchemy.exc import IntegrityError
+
+from microblog.extensions import db
+from microblog.jobs import events
+from microblog.jobs.models import Task
+from microblog.jobs.progress import announce
+from microblog.jobs.runner import description_of
+
+log = logging.getLogger(__name__)
+
+
+class TaskAlreadyActive(Exception):
+    """The user already has a queued or running task of this type."""
+
+
+class QueueUnavailable(Exception):
+    """The broker could not be reached; the task was marked failed."""
+
+
+def launch(actor: dramatiq.Actor, user_id: int) -> Task:
+    """Create a task for ``user_id`` and enqueue ``actor`` with its id. Commits.
+
+    The row is committed before the message is sent, so a fast worker always finds it. The
+    message's id is the task's id, which lets the reaper ask the broker whether a task is
+    still backed by a live message.
+
+    :raise TaskAlreadyActive: a task of this type is queued or running for the user
+        (enforced by a partial unique index, so concurrent requests cannot both win).
+    :raise QueueUnavailable: Redis did not answer; the task is committed as failed.
+    """
+    task = Task(user_id=user_id, name=actor.actor_name, description=description_of(actor))
+    db.session.add(task)
+    try:
+        db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        raise TaskAlreadyActive(actor.actor_name) from error
+    try:
+        actor.broker.enqueue(actor.message(task.id).copy(message_id=task.id))
+    except (redis.RedisError, BrokerConnectionError) as error:
+        log.error("could not enqueue task %s: %s", task.id, error)
+        task.fail("The job queue is unreachable right now, so the job could not start.")
+        db.session.commit()
+        raise QueueUnavailable(task.id) from error
+    announce(user_id, events.PROGRESS, events.task_data(task))
+    return task

@@ -1,0 +1,125 @@
+"""The Task model: the durable state of one run of a background job."""
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from microblog.extensions import db
+from microblog.models import utcnow
+from microblog.types import UTCDateTime
+
+
+class TaskStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+
+
+ACTIVE_STATUSES = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+_ACTIVE_SQL = "status IN ('queued', 'running')"
+
+
+class FinalStateError(RuntimeError):
+    """A finished task was asked to change; final states never move."""
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Task(db.Model):
+    __table_args__ = (
+        # At most one active task per user and job type, enforced by the database so that two
+        # concurrent requests cannot both start one.
+        Index(
+            "uq_task_active_per_user",
+            "user_id",
+            "name",
+            unique=True,
+            sqlite_where=db.text(_ACTIVE_SQL),
+            postgresql_where=db.text(_ACTIVE_SQL),
+        ),
+        Index("ix_task_user_id_created_at", "user_id", "created_at"),
+        Index("ix_task_status_updated_at", "status", "updated_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_task_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(200))
+    status: Mapped[TaskStatus] = mapped_column(
+        Enum(
+            TaskStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+        ),
+        default=TaskStatus.QUEUED,
+    )
+    progress: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.name} {self.status}>"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def start(self) -> None:
+        """Mark the task running for a new attempt, from scratch."""
+        self._ensure_not_final()
+        self.status = TaskStatus.RUNNING
+        self.attempts += 1
+        self.started_at = utcnow()
+        self.done, self.progress = 0, 0
+
+    def succeed(self) -> None:
+        self._ensure_not_final()
+        self.status = TaskStatus.SUCCEEDED
+        self.progress = 100
+        if self.total is not None:
+            self.done = self.total
+        self.error = None
+        self.finished_at = utcnow()
+
+    def fail(self, reason: str) -> None:
+        self._ensure_not_final()
+        self.status = TaskStatus.FAILED
+        self.error = reason
+        self.finished_at = utcnow()
+
+    def _ensure_not_final(self) -> None:
+        if TaskStatus(self.status).is_final:
+            raise FinalStateError(f"task {self.id} is already {self.status}")
+
+
+def percentage(done: int, total: int | None) -> int:
+    """Return done/total as a whole percentage, 0–100; an empty job is complete."""
+    if not total:
+        return 0 if total is None else 100
+    return max(0, min(100, done * 100 // total))
+
+
+def tasks_to_show(user_id: int, since: datetime) -> list[Task]:
+    """Return the user's active tasks and those finished since ``since``, newest first."""
+    query = (
+        select(Task)
+        .where(Task.user_id == user_id)
+        .where(Task.status.in_(ACTIVE_STATUSES) | (Task.finished_at >= since))
+        .order_by(Task.created_at.desc())
+        .limit(10)
+    )
+    return list(db.session.scalars(query))

@@ -1,0 +1,80 @@
+"""Turn "done of total" into a few durable, published progress updates a second."""
+
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+from sqlalchemy import update
+
+from microblog.extensions import db
+from microblog.jobs import events
+from microblog.jobs.models import Task, TaskStatus, percentage
+from microblog.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class ProgressReporter:
+    """Record and announce a task's progress at most once per ``interval`` seconds.
+
+    Call :meth:`start` with the total, :meth:`advance` as work gets done (as often as you
+    like: it only compares clocks), and :meth:`finish` at the end. The first and the final
+    update always go out. Each update is its own short transaction on the task row, on its
+    own connection, so it never commits the job's session, plus one published event.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.task = task
+        self.interval = interval
+        self.clock = clock
+        self.done = 0
+        self.total: int | None = None
+        self.updates = 0
+        self._next_at = 0.0
+        self._reported: tuple[int, int | None] | None = None
+
+    def start(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self._report()
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if self.clock() >= self._next_at:
+            self._report()
+
+    def finish(self) -> None:
+        if self._reported != (self.done, self.total):
+            self._report()
+
+    def _report(self) -> None:
+        self._next_at = self.clock() + self.interval
+        self._reported = (self.done, self.total)
+        self.updates += 1
+        progress = percentage(self.done, self.total)
+        with db.engine.begin() as connection:
+            connection.execute(
+                update(Task)
+                .where(Task.id == self.task.id, Task.status == TaskStatus.RUNNING)
+                .values(done=self.done, total=self.total, progress=progress, updated_at=utcnow())
+            )
+        data = events.task_data(self.task) | {
+            "status": str(TaskStatus.RUNNING),
+            "done": self.done,
+            "total": self.total,
+            "progress": progress,
+        }
+        announce(self.task.user_id, events.PROGRESS, data)
+
+
+def announce(user_id: int, type: str, data: dict) -> None:
+    """Publish an event; a Redis outage costs the live view, never the job (SQL has the truth)."""
+    try:
+        events.publish(user_id, type, data)
+    except redis.RedisError as error:
+        log.warning("could not publish %s for task %s: %s", type, data.get("task_id"), error)

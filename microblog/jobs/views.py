@@ -1,0 +1,41 @@
+"""Task state for pages and scripts: always read from the Task table."""
+
+from datetime import timedelta
+
+from flask import Blueprint, abort, has_request_context, jsonify
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from microblog.extensions import db
+from microblog.jobs import events
+from microblog.jobs.models import Task, tasks_to_show
+from microblog.jobs.runner import result_url
+from microblog.models import utcnow
+
+bp = Blueprint("jobs", __name__, url_prefix="/tasks")
+
+RECENT = timedelta(hours=1)
+
+
+def own_task_or_404(task_id: str) -> Task:
+    """Return the signed-in user's task; anyone else's is indistinguishable from none."""
+    task = db.session.scalar(
+        select(Task).where(Task.id == task_id, Task.user_id == current_user.id)
+    )
+    return task or abort(404)
+
+
+@bp.route("/<task_id>")
+@login_required
+def show(task_id: str):
+    task = own_task_or_404(task_id)
+    return jsonify(events.task_data(task, url=result_url(task)))
+
+
+@bp.app_context_processor
+def inject_tasks() -> dict:
+    """Give every page the user's active and recently finished tasks."""
+    if not has_request_context() or not current_user.is_authenticated:  # e.g. emails
+        return {"tasks": []}
+    tasks = tasks_to_show(current_user.id, since=utcnow() - RECENT)
+    return {"tasks": [events.task_data(task, url=result_url(task)) for task in tasks]}

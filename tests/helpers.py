@@ -1,0 +1,79 @@
+"""Helpers the tests share: recording published events, and bulk data."""
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import redis
+from flask_sse import Message
+from sqlalchemy import insert
+
+from microblog.extensions import db
+from microblog.posts.models import Post
+
+
+class EventRecorder:
+    """Subscribe to users' channels on the real Redis and keep every flask-sse message."""
+
+    def __init__(self, redis_url: str, pattern: str = "user.*") -> None:
+        self._client = redis.Redis.from_url(redis_url)
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.psubscribe(pattern)
+        self._pubsub.get_message(timeout=5)  # the subscription confirmation
+        self._changed = threading.Condition()
+        self.messages: list[tuple[str, Message]] = []
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._running = True
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while self._running:
+            raw = self._pubsub.get_message(timeout=0.2)
+            if raw and raw["type"] == "pmessage":
+                message = Message(**json.loads(raw["data"]))
+                with self._changed:
+                    self.messages.append((raw["channel"].decode(), message))
+                    self._changed.notify_all()
+
+    def of(self, channel: str) -> list[Message]:
+        with self._changed:
+            return [m for c, m in self.messages if c == channel]
+
+    def wait_for(self, predicate: Callable[[Message], bool], timeout: float = 30) -> Message:
+        """Return the first recorded message matching ``predicate``, waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for _, message in self.messages:
+                    if predicate(message):
+                        return message
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = [(m.type, m.data.get("status")) for _, m in self.messages]
+                    raise TimeoutError(f"no matching event within {timeout}s; saw {seen}")
+                self._changed.wait(remaining)
+
+    def finished(self, task_id: str, timeout: float = 60) -> Message:
+        return self.wait_for(
+            lambda m: m.type == "task.finished" and m.data["task_id"] == task_id, timeout
+        )
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=5)
+        self._pubsub.close()
+        self._client.close()
+
+
+def insert_posts(user_id: int, bodies: list[str], start: datetime | None = None) -> None:
+    """Insert posts quickly, one second apart, oldest first (inside an app context)."""
+    start = start or datetime(2024, 1, 1, tzinfo=UTC)
+    rows = [
+        {"body": body, "user_id": user_id, "timestamp": start + timedelta(seconds=i)}
+        for i, body in enumerate(bodies)
+    ]
+    for i in range(0, len(rows), 5000):
+        db.session.execute(insert(Post), rows[i : i + 5000])
+    db.session.commit()

@@ -1,0 +1,208 @@
+"""Export my posts, end to end: real Redis, real worker, real SMTP."""
+
+import gzip
+import json
+import re
+import threading
+
+from sqlalchemy import func, select
+
+from microblog.exports.jobs import export_posts
+from microblog.exports.models import Archive
+from microblog.extensions import db, mail
+from microblog.jobs.launch import TaskAlreadyActive, launch
+from microblog.jobs.models import Task, TaskStatus
+from microblog.services import free_port
+from tests.helpers import insert_posts
+
+TRICKY = [
+    "héllo wörld ✨ — naïve café",
+    '<script>alert("x")</script> & <b>bold</b>',
+    'quotes " and \\ backslashes \n newlines',
+    "日本語のポスト 🚀",
+]
+
+
+def only_task(app) -> Task:
+    with app.app_context():
+        tasks = list(db.session.scalars(select(Task)))
+        assert len(tasks) == 1, tasks
+        db.session.expunge_all()
+        return tasks[0]
+
+
+def expected_posts(bodies: list[str]) -> list[dict]:
+    return [
+        {"body": body, "timestamp": f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"}
+        for i, body in enumerate(bodies)
+    ]
+
+
+def test_export_is_emailed_and_downloadable_with_every_post(
+    client, auth, app, worker, mailbox, recorded_events
+):
+    # Given a user with 10,000+ posts, some with unicode and HTML-looking text
+    alice_id = auth.signed_in("alice")
+    bodies = TRICKY + [f"post number {i}" for i in range(10_000)]
+    with app.app_context():
+        insert_posts(alice_id, bodies)
+
+    # When she asks for an export
+    response = client.post("/exports")
+    assert response.status_code == 303
+    task = only_task(app)
+    finished = recorded_events.finished(task.id)
+
+    # Then the task succeeded and the final event links the archive
+    task = only_task(app)
+    assert (task.status, task.progress, task.done, task.total) == ("succeeded", 100, 10_004, 10_004)
+    assert finished.data["url"] == f"/exports/{task.id}/download"
+
+    # And one email arrived with the link and the posts attached
+    assert len(mailbox) == 1
+    email = mailbox[0]
+    assert email["To"] == "alice@example.com"
+    parts = {part.get_content_type(): part for part in email.walk()}
+    text = parts["text/plain"].get_payload(decode=True).decode()
+    assert f"/exports/{task.id}/download" in text
+    attached = json.loads(parts["application/json"].get_payload(decode=True))
+    assert attached["user"]["username"] == "alice"
+    assert attached["posts"] == expected_posts(bodies)
+
+    # And the download returns the same archive
+    download = client.get(f"/exports/{task.id}/download")
+    assert download.status_code == 200
+    assert download.mimetype == "application/gzip"
+    assert 'attachment; filename="microblog-alice-' in download.headers["Content-Disposition"]
+    assert json.loads(gzip.decompress(download.data)) == attached
+
+
+def test_archive_over_the_attachment_limit_is_only_linked(
+    client, auth, app, worker, mailbox, recorded_events
+):
+    alice_id = auth.signed_in("alice")
+    app.config["EXPORT_ATTACHMENT_LIMIT"] = 100
+    with app.app_context():
+        insert_posts(alice_id, ["a post that makes the JSON larger than 100 bytes"] * 5)
+    client.post("/exports")
+    task_id = only_task(app).id
+    recorded_events.finished(task_id)
+    types = [part.get_content_type() for part in mailbox[0].walk()]
+    assert "application/json" not in types
+    text = next(p for p in mailbox[0].walk() if p.get_content_type() == "text/plain")
+    assert f"/exports/{task_id}/download" in text.get_payload(decode=True).decode()
+
+
+def test_export_of_a_user_without_posts_succeeds_with_an_empty_list(
+    client, auth, app, worker, mailbox, recorded_events
+):
+    auth.signed_in("alice")
+    client.post("/exports")
+    task = only_task(app)
+    recorded_events.finished(task.id)
+    archive = json.loads(gzip.decompress(client.get(f"/exports/{task.id}/download").data))
+    assert archive["posts"] == []
+    assert only_task(app).progress == 100
+
+
+def test_export_is_refused_while_one_is_running(client, auth, app):
+    # No worker runs, so the first export stays queued.
+    auth.signed_in("alice")
+    assert client.post("/exports").status_code == 303
+    response = client.post("/exports", follow_redirects=True)
+    assert "already in progress" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Task.id))) == 1
+
+
+def test_concurrent_launches_create_exactly_one_task(app, make_user):
+    alice_id = make_user("alice")
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                launch(export_posts, alice_id)
+                outcomes.append("started")
+            except TaskAlreadyActive:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["refused", "refused", "refused", "started"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Task.id))) == 1
+
+
+def export_button(client) -> str:
+    html = client.get("/user/alice").get_data(as_text=True)
+    return re.search(r'<button[^>]*id="export-button"[^>]*>', html).group(0)
+
+
+def test_export_button_is_disabled_while_an_export_is_active(client, auth):
+    auth.signed_in("alice")
+    assert "disabled" not in export_button(client)
+    client.post("/exports")
+    assert "disabled" in export_button(client)
+    assert "Exporting your posts" in client.get("/").get_data(as_text=True)
+
+
+def test_another_user_cannot_see_or_download_an_export(
+    client, auth, app, make_user, worker, recorded_events
+):
+    auth.signed_in("alice")
+    client.post("/exports")
+    task = only_task(app)
+    recorded_events.finished(task.id)
+    auth.logout()
+    auth.signed_in("mallory")
+    assert client.get(f"/exports/{task.id}/download").status_code == 404
+    assert client.get(f"/tasks/{task.id}").status_code == 404
+    assert task.id not in client.get("/").get_data(as_text=True)
+
+
+def test_download_of_an_unknown_task_is_404(client, auth):
+    auth.signed_in("alice")
+    assert client.get("/exports/does-not-exist/download").status_code == 404
+
+
+def test_export_start_is_post_only(client, auth):
+    auth.signed_in("alice")
+    assert client.get("/exports").status_code == 405
+
+
+def test_smtp_down_is_retried_then_fails_with_a_reason(
+    client, auth, app, worker, mailbox, recorded_events, monkeypatch
+):
+    # Given a mail server that refuses connections and short backoffs
+    app.config["MAIL_PORT"] = free_port()
+    mail.init_app(app)  # Flask-Mail copies its settings at init
+    monkeypatch.setitem(export_posts.options, "min_backoff", 10)
+    monkeypatch.setitem(export_posts.options, "max_backoff", 50)
+    auth.signed_in("alice")
+
+    client.post("/exports")
+    task = only_task(app)
+    finished = recorded_events.finished(task.id)
+
+    task = only_task(app)
+    assert task.status == TaskStatus.FAILED
+    assert task.attempts == export_posts.options["max_retries"] + 1
+    assert "email could not be sent" in task.error
+    assert finished.data["error"] == task.error and finished.data["progress"] != 100
+    assert mailbox == []
+    with app.app_context():  # the archive itself was built once and kept
+        assert db.session.scalar(select(func.count()).select_from(Archive)) == 1
+
+
+def test_task_state_is_readable_as_json_by_its_owner(client, auth, app):
+    auth.signed_in("alice")
+    client.post("/exports")
+    task = only_task(app)
+    data = client.get(f"/tasks/{task.id}").get_json()
+    assert data["status"] == "queued" and data["name"] == "export_posts" and data["url"] is None
