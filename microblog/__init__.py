@@ -33,6 +33,8 @@ def configure_logging(app: Flask) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     app.logger.setLevel(logging.INFO)
+    # Alembic announces its plugins at INFO on every import; that is noise in worker logs.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:

@@ -1,8 +1,8 @@
 """Run the whole app on one machine: ``python -m microblog.devstack`` (``make run``).
 
-Starts Redis and an SMTP catcher on free loopback ports, applies migrations, seeds the demo
-account into an empty database, then runs gunicorn and a Dramatiq worker until Ctrl-C, which
-stops everything it started.
+Starts Redis and an SMTP catcher (messages saved under ``instance/mail/``) on free loopback
+ports, applies migrations, seeds the demo account into an empty database, then runs gunicorn
+and a Dramatiq worker until Ctrl-C, which stops everything it started.
 """
 
 import argparse
@@ -63,6 +63,9 @@ def main() -> int:
         children.append(
             subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env=env)
         )
+        worker = [sys.executable, "-m", "dramatiq", "tasks", "--threads", "4"]
+        worker += ["--processes", str(args.worker_processes)]
+        children.append(subprocess.Popen(worker, env=env))
         print(
             f"\n  microblog is running at http://127.0.0.1:{port}/\n"
             f"  demo login: {DEMO_USERNAME} / {DEMO_PASSWORD}\n"

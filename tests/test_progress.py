@@ -1,0 +1,111 @@
+"""The progress reporter: few updates whatever the size, always the first and the last."""
+
+import itertools
+
+from sqlalchemy import select
+
+from microblog.exports.jobs import export_posts
+from microblog.extensions import db
+from microblog.jobs.launch import launch
+from microblog.jobs.models import Task, TaskStatus, percentage
+from microblog.jobs.progress import ProgressReporter
+from tests.helpers import insert_posts
+
+
+class FakeClock:
+    """A clock that moves forward by ``step`` seconds every time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self._ticks = itertools.count()
+        self.step = step
+
+    def __call__(self) -> float:
+        return next(self._ticks) * self.step
+
+
+def running_task(app, user_id: int) -> Task:
+    with app.app_context():
+        task = launch(export_posts, user_id)
+        task.start()
+        db.session.commit()
+        db.session.refresh(task)
+        db.session.expunge(task)
+        return task
+
+
+def test_reporter_sends_a_bounded_number_of_updates_for_100000_items(
+    app, make_user, recorded_events
+):
+    # Given a job of 100,000 items, each taking 1 ms on the reporter's clock (100 s in all)
+    task = running_task(app, make_user("alice"))
+    with app.app_context():
+        reporter = ProgressReporter(task, interval=0.1, clock=FakeClock(step=0.001))
+
+        # When every item is reported one by one
+        reporter.start(100_000)
+        for _ in range(100_000):
+            reporter.advance()
+        reporter.finish()
+
+    # Then about ten updates a second went out (100 s → ~1,000), the first and last included
+    assert 990 <= reporter.updates <= 1_002
+    published = recorded_events.wait_for(lambda m: m.data.get("done") == 100_000)
+    assert published.data["progress"] == 100
+    with app.app_context():
+        row = db.session.get(Task, task.id)
+        assert (row.done, row.total, row.progress) == (100_000, 100_000, 100)
+
+
+def test_reporter_always_sends_the_first_and_the_final_update(app, make_user):
+    task = running_task(app, make_user("alice"))
+    with app.app_context():
+        reporter = ProgressReporter(task, interval=3600, clock=FakeClock(step=0.001))
+        reporter.start(500)
+        reporter.advance(499)
+        reporter.advance(1)
+        reporter.finish()
+        reporter.finish()
+    assert reporter.updates == 2
+
+
+def test_the_export_of_100000_posts_publishes_few_ordered_events(app, make_user, recorded_events):
+    # Given a user with 100,000 posts
+    alice = make_user("alice")
+    with app.app_context():
+        insert_posts(alice, [f"post {i}" for i in range(100_000)])
+        task_id = launch(export_posts, alice).id
+
+        # When the export runs (here, directly in this process)
+        export_posts(task_id)
+
+    # Then progress events are few, ordered, never going backwards, and end with one final event
+    finished = recorded_events.finished(task_id)
+    events = [m for m in recorded_events.of(f"user.{alice}") if m.data["task_id"] == task_id]
+    progress = [m.data["progress"] for m in events]
+    assert progress == sorted(progress)
+    assert len(events) <= 60, f"{len(events)} events for one export"
+    assert [m.type for m in events].count("task.finished") == 1 and events[-1] is finished
+    assert finished.data["status"] == "succeeded"
+
+
+def test_percentage_is_bounded_and_an_empty_job_is_complete():
+    assert percentage(0, None) == 0
+    assert percentage(0, 0) == 100
+    assert percentage(1, 3) == 33
+    assert percentage(7, 5) == 100
+
+
+def test_a_finished_task_never_moves_again(app, make_user):
+    task = running_task(app, make_user("alice"))
+    with app.app_context():
+        task = db.session.scalar(select(Task).where(Task.id == task.id))
+        task.succeed()
+        db.session.commit()
+        for change in (task.start, task.succeed, lambda: task.fail("late")):
+            try:
+                change()
+            except RuntimeError:
+                pass
+            else:
+                raise AssertionError(f"{change} moved a final task")
+        assert task.status == TaskStatus.SUCCEEDED

@@ -1,0 +1,103 @@
+"""No task stays queued or running forever; expired archives are deleted."""
+
+from datetime import timedelta
+
+from dramatiq import Worker
+from sqlalchemy import func, select, update
+
+from microblog.exports.jobs import delete_expired_archives, export_posts
+from microblog.exports.models import Archive, ArchiveChunk
+from microblog.extensions import db
+from microblog.jobs.launch import launch
+from microblog.jobs.models import Task, TaskStatus
+from microblog.jobs.reaper import LOST_REASON, reap
+from microblog.models import utcnow
+from microblog.seed import seed_demo
+from microblog.services import wait_until
+
+GRACE = timedelta(minutes=2)
+
+
+def age(task_id: str, by: timedelta) -> None:
+    db.session.execute(update(Task).where(Task.id == task_id).values(updated_at=utcnow() - by))
+    db.session.commit()
+
+
+def test_reaper_fails_an_old_task_that_no_message_backs(app, make_user, recorded_events):
+    alice = make_user("alice")
+    with app.app_context():
+        # Given a task whose message is gone (Redis flushed after the launch)
+        task_id = launch(export_posts, alice).id
+        app.extensions["dramatiq"].client.flushall()
+        age(task_id, GRACE * 2)
+
+        # When the reaper passes
+        reaped = reap(app.extensions["dramatiq"], GRACE)
+
+        # Then the task failed with a reason, and the user was told
+        assert reaped == [task_id]
+        task = db.session.get(Task, task_id)
+        assert (task.status, task.error) == (TaskStatus.FAILED, LOST_REASON)
+    assert recorded_events.finished(task_id).data["error"] == LOST_REASON
+
+
+def test_reaper_leaves_a_task_whose_message_is_still_queued(app, make_user):
+    alice = make_user("alice")
+    with app.app_context():
+        task_id = launch(export_posts, alice).id
+        age(task_id, GRACE * 2)
+        assert reap(app.extensions["dramatiq"], GRACE) == []
+        assert db.session.get(Task, task_id).status == TaskStatus.QUEUED
+
+
+def test_reaper_leaves_a_recent_task_alone(app, make_user):
+    alice = make_user("alice")
+    with app.app_context():
+        task_id = launch(export_posts, alice).id
+        app.extensions["dramatiq"].client.flushall()
+        assert reap(app.extensions["dramatiq"], GRACE) == []
+        assert db.session.get(Task, task_id).status == TaskStatus.QUEUED
+
+
+def test_worker_boot_runs_the_reaper(app, make_user):
+    alice = make_user("alice")
+    with app.app_context():
+        task_id = launch(export_posts, alice).id
+        app.extensions["dramatiq"].client.flushall()
+        age(task_id, GRACE * 2)
+    worker = Worker(app.extensions["dramatiq"], worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        with app.app_context():
+
+            def reaped() -> bool:
+                db.session.expire_all()
+                return db.session.get(Task, task_id).status == TaskStatus.FAILED
+
+            wait_until(reaped, 10, "the reaper to run at worker boot")
+    finally:
+        worker.stop()
+
+
+def test_expired_archives_are_deleted_and_their_link_says_so(client, app, worker, recorded_events):
+    # Given a finished export whose archive has expired
+    with app.app_context():
+        demo = seed_demo(posts=20)
+        demo_id = demo.id
+        task_id = launch(export_posts, demo_id).id
+    recorded_events.finished(task_id)
+    client.post("/auth/login", data={"username": "demo", "password": "demo-password-1"})
+    assert client.get(f"/exports/{task_id}/download").status_code == 200
+    with app.app_context():
+        db.session.execute(update(Archive).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+
+        # When the reaper's chore runs, the archive and its chunks are gone
+        assert client.get(f"/exports/{task_id}/download").status_code == 410
+        assert delete_expired_archives() == 1
+        assert db.session.scalar(select(func.count()).select_from(ArchiveChunk)) == 0
+
+    # Then the link shows the expired page
+    response = client.get(f"/exports/{task_id}/download")
+    assert response.status_code == 410
+    assert "This export has expired" in response.get_data(as_text=True)
