@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from microblog import config, errors
+from microblog import config, errors, stream
 from microblog.extensions import bootstrap, csrf, db, login_manager, mail, migrate
 from microblog.jobs import broker as jobs_broker
 
@@ -20,6 +20,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     jobs_broker.init_app(app)
+    stream.init_app(app)
     errors.init_app(app)
     register_commands(app)
     return app

@@ -6,6 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from microblog.extensions import db
+from microblog.stream import open_streams
 
 bp = Blueprint("health", __name__)
 
@@ -32,4 +33,5 @@ def check_redis() -> str:
 def healthz():
     checks = {"database": check_database(), "redis": check_redis()}
     healthy = all(value == "ok" for value in checks.values())
-    return jsonify(status="ok" if healthy else "degraded", **checks), 200 if healthy else 503
+    status = "ok" if healthy else "degraded"
+    return jsonify(status=status, streams=open_streams(), **checks), 200 if healthy else 503

@@ -1,6 +1,7 @@
 """Fixtures: real services on loopback ports, a fresh app per test, and small helpers."""
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.services import MailCatcher, RedisServer, free_port, wait_until
-from tests.helpers import EventRecorder
+from tests.helpers import EventRecorder, insert_posts
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-9"
@@ -169,30 +170,86 @@ def live_env(live_database, redis_server, smtp_server) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def gunicorn_server(live_env, tmp_path_factory) -> Iterator[str]:
-    """The real gunicorn, configured by gunicorn.conf.py, on a free port; yields its base URL."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = (tmp_path_factory.mktemp("gunicorn") / "gunicorn.log").open("w+")
-    env = {**live_env, "MICROBLOG_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1",
-           "PUBLIC_URL": base_url}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+class Gunicorn:
+    """The real gunicorn, configured by gunicorn.conf.py, on a free port."""
 
-    def answering() -> bool:
-        if process.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"gunicorn exited early:\n{log.read()}")
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log_path.open("w+")
+        env = {**env, "MICROBLOG_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1",
+               "PUBLIC_URL": self.url}  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_until(self._answering, 30, "gunicorn to answer")
+
+    def _answering(self) -> bool:
+        if self.process.poll() is not None:
+            self.log.seek(0)
+            raise RuntimeError(f"gunicorn exited early:\n{self.log.read()}")
         try:
-            return requests.get(base_url + "/auth/login", timeout=1).ok
+            return requests.get(self.url + "/auth/login", timeout=1).ok
         except requests.ConnectionError:
             return False
 
-    wait_until(answering, 30, "gunicorn to answer")
-    yield base_url
-    process.terminate()
-    process.wait(timeout=15)
-    log.close()
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server(live_env, tmp_path_factory) -> Iterator[str]:
+    """gunicorn on the session's services, with 1 s heartbeats; yields its base URL."""
+    env = {**live_env, "SSE_HEARTBEAT_SECONDS": "1"}
+    server = Gunicorn(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_app(live_database, redis_server, smtp_server) -> Flask:
+    """An app on the live database, for arranging data the server processes will see."""
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": live_database,
+            "REDIS_URL": redis_server.url,
+            "MAIL_PORT": smtp_server.port,
+        }
+    )
+
+
+@pytest.fixture
+def live_user(live_app):
+    """Create a user on the live database; return (id, username)."""
+    counter = iter(range(1, 1_000_000))
+
+    def make(prefix: str = "user", posts: int = 0) -> tuple[int, str]:
+        username = f"{prefix}-{os.getpid()}-{next(counter)}-{os.urandom(3).hex()}"
+        with live_app.app_context():
+            user = User(username=username, email=f"{username}@example.com")
+            user.set_password(PASSWORD)
+            db.session.add(user)
+            db.session.commit()
+            if posts:
+                insert_posts(user.id, [f"post {i} of {username}" for i in range(posts)])
+            return user.id, username
+
+    return make
+
+
+def live_session(base_url: str, username: str) -> requests.Session:
+    """Return a requests session signed in as ``username`` through the real login form."""
+    session = requests.Session()
+    page = session.get(base_url + "/auth/login", timeout=5).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    response = session.post(
+        base_url + "/auth/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": token},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert response.status_code == 302, response.text
+    return session

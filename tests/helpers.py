@@ -77,3 +77,74 @@ def insert_posts(user_id: int, bodies: list[str], start: datetime | None = None)
     for i in range(0, len(rows), 5000):
         db.session.execute(insert(Post), rows[i : i + 5000])
     db.session.commit()
+
+
+class SSEReader:
+    """Read a live Server-Sent Events response in a thread; keep events and comments."""
+
+    def __init__(self, response) -> None:
+        self.response = response
+        self.events: list[dict] = []
+        self.comments: list[str] = []
+        self.retry: int | None = None
+        self.ended = threading.Event()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        event: dict = {}
+        try:
+            for line in self.response.iter_lines(chunk_size=None, decode_unicode=True):
+                with self._changed:
+                    if line == "":
+                        if "data" in event:
+                            event["data"] = json.loads(event["data"])
+                            self.events.append(event)
+                        event = {}
+                    elif line.startswith(":"):
+                        self.comments.append(line[1:].strip())
+                    else:
+                        field, _, value = line.partition(":")
+                        if field == "retry":
+                            self.retry = int(value)
+                        else:
+                            event[field] = value
+                    self._changed.notify_all()
+        except Exception:  # the connection was closed under us: that ends the stream too
+            pass
+        finally:
+            with self._changed:
+                self.ended.set()
+                self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[["SSEReader"], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"timed out waiting for {what}; ended: {self.ended.is_set()}, "
+                        f"comments: {self.comments[:3]}, events: {self.events}"
+                    )
+                self._changed.wait(remaining)
+
+    def wait_for_events(self, count: int, timeout: float = 10) -> list[dict]:
+        self.wait_for(lambda r: len(r.events) >= count, timeout, f"{count} events")
+        return list(self.events)
+
+    def close(self) -> None:
+        self.response.close()
+        self._thread.join(timeout=5)
+
+
+def replay(messages: list[Message], user_id: int) -> list[str]:
+    """Publish a recorded sequence again on ``user_id``'s channel (inside an app context).
+
+    This is how a new job type is tested without running it: record its events once, then
+    feed them through the real stream endpoint and check what a browser receives.
+    """
+    from microblog.jobs import events
+
+    return [events.publish(user_id, message.type, message.data) for message in messages]

@@ -8,7 +8,6 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from microblog import create_app
 from microblog.auth.models import User
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
@@ -25,11 +24,6 @@ def worker_env(live_env) -> dict[str, str]:
     # Production waits 30 s of silence before presuming a worker dead; the test waits 3 s, and
     # runs queue maintenance on every broker call instead of one in twenty.
     return {**live_env, "JOBS_HEARTBEAT_TIMEOUT_MS": "3000", "JOBS_MAINTENANCE_CHANCE": "1000000"}
-
-
-@pytest.fixture
-def live_app(live_database, redis_server):
-    return create_app({"SQLALCHEMY_DATABASE_URI": live_database, "REDIS_URL": redis_server.url})
 
 
 @pytest.fixture

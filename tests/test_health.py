@@ -6,7 +6,12 @@ from microblog.services import free_port
 def test_health_is_ok_when_database_and_redis_answer(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert response.get_json() == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+        "streams": 0,
+    }
 
 
 def test_health_is_503_when_redis_is_unreachable(client, app):

@@ -25,21 +25,22 @@ bp = Blueprint("exports", __name__, url_prefix="/exports")
 @bp.route("", methods=["POST"])
 @login_required
 def start():
+    """Start an export; answer JSON to scripts and redirect browsers without JavaScript."""
     try:
-        launch(export_posts, current_user.id)
+        task = launch(export_posts, current_user.id)
     except TaskAlreadyActive:
-        flash("An export of your posts is already in progress.", "warning")
-        status = 409
+        status, level = 409, "warning"
+        message = "An export of your posts is already in progress."
     except QueueUnavailable:
-        flash(
-            "The export could not start: the job queue is unreachable. Please try again.", "danger"
-        )
-        status = 503
+        status, level = 503, "danger"
+        message = "The export could not start: the job queue is unreachable. Please try again."
     else:
-        flash("Your export has started. We will email you when it is ready.", "info")
-        status = 202
+        status, level = 202, "info"
+        message = "Your export has started. We will email you when it is ready."
     if request.accept_mimetypes.best == "application/json":
-        return {"status": status}, status
+        task_id = task.id if status == 202 else None
+        return {"message": message, "level": level, "task_id": task_id}, status
+    flash(message, level)
     return redirect(url_for("posts.user", username=current_user.username), 303)
 
 

@@ -11,6 +11,7 @@ from microblog.jobs import events
 from microblog.jobs.models import Task, tasks_to_show
 from microblog.jobs.runner import result_url
 from microblog.models import utcnow
+from microblog.stream import stream_url
 
 bp = Blueprint("jobs", __name__, url_prefix="/tasks")
 
@@ -36,6 +37,9 @@ def show(task_id: str):
 def inject_tasks() -> dict:
     """Give every page the user's active and recently finished tasks."""
     if not has_request_context() or not current_user.is_authenticated:  # e.g. emails
-        return {"tasks": []}
+        return {"tasks": [], "stream_url": None}
+    # The resume point is read before the tasks: any event after it is replayed to the page,
+    # and everything before it is already in the rows rendered.
+    url = stream_url()
     tasks = tasks_to_show(current_user.id, since=utcnow() - RECENT)
-    return {"tasks": [events.task_data(task, url=result_url(task)) for task in tasks]}
+    return {"tasks": [events.task_data(t, url=result_url(t)) for t in tasks], "stream_url": url}

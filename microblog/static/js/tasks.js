@@ -1,0 +1,116 @@
+// Keep the task cards live: one EventSource per page moves the progress bars.
+// The page was rendered from the Task table; events only bring it up to date.
+(function () {
+  "use strict";
+
+  const section = document.getElementById("tasks");
+  const template = document.getElementById("task-template");
+  const REMOVE_FINISHED_AFTER_MS = 5 * 60 * 1000;
+  const STATE_TEXT = { queued: "Waiting to start", succeeded: "Done", failed: "Failed" };
+
+  function cardFor(task) {
+    let card = section.querySelector(`[data-task-id="${CSS.escape(task.task_id)}"]`);
+    if (!card) {
+      card = template.content.firstElementChild.cloneNode(true);
+      card.dataset.taskId = task.task_id;
+      section.prepend(card);
+    }
+    return card;
+  }
+
+  function render(task) {
+    const card = cardFor(task);
+    const final = task.status === "succeeded" || task.status === "failed";
+    const shown = Number(card.querySelector(".progress").getAttribute("aria-valuenow"));
+    // Events can only move a running bar forward; a restarted job starts over only when final.
+    const progress = final || task.progress >= shown ? task.progress : shown;
+    card.dataset.status = task.status;
+    card.querySelector(".task-description").textContent = task.description;
+    card.querySelector(".task-state").textContent = STATE_TEXT[task.status] || `${progress}%`;
+    const bar = card.querySelector(".progress");
+    bar.setAttribute("aria-valuenow", String(progress));
+    bar.setAttribute("aria-label", task.description);
+    const fill = card.querySelector(".progress-bar");
+    fill.style.width = `${progress}%`;
+    fill.classList.toggle("progress-bar-striped", !final);
+    fill.classList.toggle("progress-bar-animated", !final);
+    fill.classList.toggle("bg-success", task.status === "succeeded");
+    fill.classList.toggle("bg-danger", task.status === "failed");
+    renderResult(card.querySelector(".task-result"), task);
+    updateExportButton(task, final);
+  }
+
+  function renderResult(result, task) {
+    result.replaceChildren();
+    if (task.status === "succeeded" && typeof task.url === "string" && task.url.startsWith("/")) {
+      const link = document.createElement("a");
+      link.className = "task-download";
+      link.href = task.url;
+      link.textContent = "Download your archive";
+      result.append(link);
+    } else if (task.status === "failed") {
+      const error = document.createElement("span");
+      error.className = "text-danger task-error";
+      error.textContent = task.error || "The job failed.";
+      result.append(error);
+    }
+  }
+
+  function updateExportButton(task, final) {
+    const button = document.getElementById("export-button");
+    if (button && task.name === "export_posts") button.disabled = !final;
+  }
+
+  function onFinished(event) {
+    const task = JSON.parse(event.data);
+    render(task);
+    setTimeout(() => cardFor(task).remove(), REMOVE_FINISHED_AFTER_MS);
+  }
+
+  function showFlash(message, level) {
+    const flashes = document.getElementById("flashes");
+    const alert = document.createElement("div");
+    alert.className = `alert alert-${level} alert-dismissible fade show`;
+    alert.setAttribute("role", "alert");
+    alert.textContent = message;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "btn-close";
+    close.dataset.bsDismiss = "alert";
+    close.setAttribute("aria-label", "Close");
+    alert.append(close);
+    flashes.replaceChildren(alert);
+  }
+
+  // Start an export without leaving the page; without JavaScript the form posts as usual.
+  function startExport(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const button = form.querySelector("button");
+    button.disabled = true;
+    fetch(form.action, {
+      method: "POST",
+      headers: { "X-CSRFToken": form.elements.csrf_token.value, Accept: "application/json" },
+      credentials: "same-origin",
+    })
+      .then((response) => response.json().then((body) => ({ response, body })))
+      .then(({ response, body }) => {
+        showFlash(body.message, body.level);
+        if (!response.ok && response.status !== 409) button.disabled = false;
+      })
+      .catch(() => {
+        showFlash("The export could not start. Please try again.", "danger");
+        button.disabled = false;
+      });
+  }
+
+  const form = document.getElementById("export-form");
+  if (form) form.addEventListener("submit", startExport);
+
+  const url = section && section.dataset.streamUrl;
+  if (url && window.EventSource) {
+    const source = new EventSource(url);
+    source.addEventListener("task.progress", (event) => render(JSON.parse(event.data)));
+    source.addEventListener("task.finished", onFinished);
+  }
+})();

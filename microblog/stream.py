@@ -1,0 +1,223 @@
+"""``GET /stream``: the signed-in user's task events as Server-Sent Events.
+
+Built on flask-sse: same message format, same ``publish``; what changes is how messages reach
+listeners. Stock flask-sse opens one Redis connection per listener and only notices a closed
+client at its next message. Here each web process holds one pattern subscription shared by
+all its listeners, a heartbeat comment goes out every ``SSE_HEARTBEAT_SECONDS`` (which is also
+when a closed client is noticed and released), and each stream ends after
+``SSE_MAX_STREAM_SECONDS``; the browser then reconnects with ``Last-Event-ID`` and resumes.
+"""
+
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import redis
+from flask import Flask, abort, current_app, request, stream_with_context, url_for
+from flask_login import current_user
+from flask_sse import Message, ServerSentEventsBlueprint
+
+from microblog.jobs import events
+
+log = logging.getLogger(__name__)
+
+RETRY_MS = 3000
+_EVENT_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+_CLOSED = object()  # put on a listener's queue when the shared subscription is lost
+
+
+def event_key(event_id: str) -> tuple[int, int]:
+    """Order stream ids: "1700000000000-3" → (1700000000000, 3)."""
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Broadcaster:
+    """One Redis pattern subscription per process, fanned out to in-process listeners."""
+
+    def __init__(self, redis_url: str, pattern: str = "user.*") -> None:
+        self.redis_url = redis_url
+        self.pattern = pattern
+        self._listeners: dict[str, set[queue.SimpleQueue]] = defaultdict(set)
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._pid = os.getpid()
+        threading.Thread(target=self._run, name="sse-broadcaster", daemon=True).start()
+
+    @property
+    def listener_count(self) -> int:
+        with self._lock:
+            return sum(len(listeners) for listeners in self._listeners.values())
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def listen(self, channel: str) -> queue.SimpleQueue:
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+        with self._lock:
+            self._listeners[channel].add(inbox)
+        return inbox
+
+    def leave(self, channel: str, inbox: queue.SimpleQueue) -> None:
+        with self._lock:
+            self._listeners[channel].discard(inbox)
+            if not self._listeners[channel]:
+                del self._listeners[channel]
+
+    def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self._consume()
+            except redis.RedisError as error:
+                log.warning("event subscription lost (%s); retrying in %.1fs", error, delay)
+            self._ready.clear()
+            self._close_all()
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
+
+    def _consume(self) -> None:
+        client = redis.Redis.from_url(self.redis_url, socket_keepalive=True)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.psubscribe(self.pattern)
+            pubsub.get_message(timeout=5)  # the subscription confirmation
+            self._ready.set()
+            while True:
+                raw = pubsub.get_message(timeout=30)
+                if raw is None:
+                    pubsub.ping()  # a dead connection fails here instead of hanging forever
+                elif raw["type"] == "pmessage":
+                    self._deliver(raw["channel"].decode(), raw["data"])
+        finally:
+            pubsub.close()
+            client.close()
+
+    def _deliver(self, channel: str, data: bytes) -> None:
+        with self._lock:
+            inboxes = list(self._listeners.get(channel, ()))
+        if inboxes:
+            message = Message(**json.loads(data))
+            for inbox in inboxes:
+                inbox.put(message)
+
+    def _close_all(self) -> None:
+        with self._lock:
+            inboxes = [inbox for listeners in self._listeners.values() for inbox in listeners]
+        for inbox in inboxes:
+            inbox.put(_CLOSED)
+
+
+def broadcaster() -> Broadcaster:
+    """Return this process's broadcaster, started on first use (after any fork)."""
+    current = current_app.extensions.get("microblog.broadcaster")
+    if current is None or current._pid != os.getpid():
+        current = Broadcaster(current_app.config["REDIS_URL"])
+        current_app.extensions["microblog.broadcaster"] = current
+    return current
+
+
+def resume_point() -> str | None:
+    """Return the id the stream should resume after, from the header or the query."""
+    last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if last_id is None:
+        return None
+    if not _EVENT_ID.match(last_id):
+        abort(400, "Last-Event-ID is not an event id.")
+    return last_id
+
+
+class UserStreamBlueprint(ServerSentEventsBlueprint):
+    """flask-sse's blueprint, private per user, resumable, on a shared subscription."""
+
+    @property
+    def redis(self) -> redis.Redis:
+        return events.redis_client()  # one pool per process, not a client per publish
+
+    def messages(
+        self,
+        channel: str = "sse",
+        last_id: str | None = None,
+        inbox: queue.SimpleQueue | None = None,
+    ) -> Iterator[Message | None]:
+        """Yield missed events after ``last_id``, then live ones, and None on each idle beat.
+
+        ``inbox`` is a listener registered before the call, so that no event published
+        between the replay and the live part is lost.
+        """
+        config = current_app.config
+        if inbox is None:
+            inbox = broadcaster().listen(channel)
+        newest = (0, 0)
+        for message in events.missed_since(channel, last_id) if last_id else ():
+            newest = event_key(message.id)
+            yield message
+        deadline = time.monotonic() + config["SSE_MAX_STREAM_SECONDS"]
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                message = inbox.get(timeout=min(config["SSE_HEARTBEAT_SECONDS"], remaining))
+            except queue.Empty:
+                yield None
+                continue
+            if message is _CLOSED:
+                return
+            if message.id is None or event_key(message.id) > newest:
+                yield message
+
+    def stream(self):
+        if not current_user.is_authenticated:
+            abort(401)
+        channel = events.channel_for(current_user.id)  # never from the request
+        last_id = resume_point()
+        hub = broadcaster()
+        ready = hub.wait_ready(timeout=2)
+        # Listen before the first byte goes out: whatever is published after the client sees
+        # the response reaches it, even without a resume point.
+        inbox = hub.listen(channel) if ready else None
+
+        @stream_with_context
+        def generate() -> Iterator[str]:
+            yield f"retry: {RETRY_MS}\n\n"
+            if inbox is None:
+                return  # Redis is unreachable: end now; the browser retries after RETRY_MS
+            try:
+                for message in self.messages(channel, last_id, inbox):
+                    yield ": heartbeat\n\n" if message is None else str(message)
+            except redis.RedisError as error:
+                log.warning("stream for %s ended: %s", channel, error)
+
+        response = current_app.response_class(generate(), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"
+        if inbox is not None:
+            response.call_on_close(lambda: hub.leave(channel, inbox))
+        return response
+
+
+sse = UserStreamBlueprint("sse", __name__)
+sse.add_url_rule("/stream", endpoint="stream", view_func=sse.stream)
+
+
+def stream_url() -> str | None:
+    """Return this page's stream URL with its resume point, or None if Redis is down."""
+    try:
+        last_id = events.latest_id(events.channel_for(current_user.id))
+    except redis.RedisError:
+        return None
+    return url_for("sse.stream", last_event_id=last_id)
+
+
+def open_streams() -> int:
+    """Return how many streams this process is serving."""
+    hub = current_app.extensions.get("microblog.broadcaster")
+    return hub.listener_count if hub is not None and hub._pid == os.getpid() else 0
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(sse)

@@ -1,0 +1,70 @@
+"""The events an export publishes, recorded from a real run and replayed through /stream."""
+
+import pytest
+
+from microblog.jobs.events import FINISHED, PROGRESS
+from tests.conftest import live_session
+from tests.helpers import SSEReader, insert_posts, replay
+
+
+@pytest.fixture
+def recorded_export(client, auth, app, worker, recorded_events):
+    """Run a real export of 20,000 posts and return the events it published, in order."""
+    alice_id = auth.signed_in("alice")
+    with app.app_context():
+        insert_posts(alice_id, [f"post {i}" for i in range(20_000)])
+    task_id = client.post("/exports", headers={"Accept": "application/json"}).get_json()["task_id"]
+    recorded_events.finished(task_id)
+    return [m for m in recorded_events.of(f"user.{alice_id}") if m.data["task_id"] == task_id]
+
+
+def test_export_events_are_ordered_monotonic_and_finish_once(recorded_export):
+    ids = [tuple(map(int, m.id.split("-"))) for m in recorded_export]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    progress = [m.data["progress"] for m in recorded_export]
+    assert progress == sorted(progress)
+    assert [m.type for m in recorded_export].count(FINISHED) == 1
+    assert recorded_export[-1].type == FINISHED
+    assert {m.type for m in recorded_export[:-1]} == {PROGRESS}
+    statuses = [m.data["status"] for m in recorded_export]
+    assert statuses[0] == "queued" and "running" in statuses and statuses[-1] == "succeeded"
+    final = recorded_export[-1].data
+    assert (final["done"], final["total"], final["progress"]) == (20_000, 20_000, 100)
+    assert final["url"].endswith("/download")
+    expected = {
+        "task_id",
+        "name",
+        "description",
+        "status",
+        "progress",
+        "done",
+        "total",
+        "error",
+        "url",
+    }
+    assert all(set(m.data) == expected for m in recorded_export)
+
+
+def test_recorded_export_replays_through_the_stream_as_a_browser_sees_it(
+    recorded_export, gunicorn_server, live_app, live_user
+):
+    # Given a browser streaming events for a user
+    user_id, name = live_user("viewer")
+    response = live_session(gunicorn_server, name).get(
+        gunicorn_server + "/stream", stream=True, timeout=30
+    )
+    reader = SSEReader(response)
+    try:
+        reader.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
+
+        # When the recorded export is replayed on that user's channel
+        with live_app.app_context():
+            ids = replay(recorded_export, user_id)
+
+        # Then the browser receives the same sequence, with the new ids
+        received = reader.wait_for_events(len(recorded_export))
+    finally:
+        reader.close()
+    assert [e["event"] for e in received] == [m.type for m in recorded_export]
+    assert [e["data"] for e in received] == [m.data for m in recorded_export]
+    assert [e["id"] for e in received] == ids

@@ -1,0 +1,75 @@
+"""Streams end cleanly when Redis goes away or their lifetime is up, and resume after."""
+
+import pytest
+
+from microblog import create_app
+from microblog.jobs import events
+from microblog.services import RedisServer, wait_until
+from tests.conftest import Gunicorn, live_session
+from tests.helpers import SSEReader
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis server of this test's own, which the test may stop and start again."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(live_env, own_redis, tmp_path):
+    env = {**live_env, "REDIS_URL": own_redis.url, "SSE_HEARTBEAT_SECONDS": "1",
+           "SSE_MAX_STREAM_SECONDS": "4"}  # fmt: skip
+    gunicorn = Gunicorn(env, tmp_path / "gunicorn.log")
+    yield gunicorn.url
+    gunicorn.stop()
+
+
+def connect(base_url, session, last_event_id=None) -> SSEReader:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    response = session.get(base_url + "/stream", headers=headers, stream=True, timeout=30)
+    assert response.status_code == 200
+    return SSEReader(response)
+
+
+def test_stream_ends_cleanly_when_redis_stops_and_resumes_when_it_is_back(
+    server, own_redis, live_database, live_user
+):
+    user_id, name = live_user("alice")
+    session = live_session(server, name)
+    publisher = create_app({"SQLALCHEMY_DATABASE_URI": live_database, "REDIS_URL": own_redis.url})
+    reader = connect(server, session)
+    reader.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
+
+    # When Redis stops, the stream ends (the browser would reconnect after `retry`)
+    own_redis.stop()
+    reader.ended.wait(10)
+    assert reader.ended.is_set(), "the stream did not end when Redis went away"
+    reader.close()
+    assert session.get(server + "/", timeout=5).status_code == 200  # pages still render
+
+    # When Redis is back on the same address, a reconnecting client gets new events
+    own_redis.start()
+
+    def receives_an_event() -> bool:
+        reader = connect(server, session)
+        try:
+            reader.wait_for(lambda r: r.retry is not None, 5, "the retry hint")
+            with publisher.app_context():
+                events.publish(user_id, events.PROGRESS, {"task_id": "t", "progress": 1})
+            reader.wait_for_events(1, timeout=2)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            reader.close()
+
+    wait_until(receives_an_event, 30, "the stream to work again after Redis came back")
+
+
+def test_a_stream_ends_after_its_lifetime(server, live_user):
+    _, name = live_user("alice")
+    reader = connect(server, live_session(server, name))
+    assert reader.ended.wait(15), "the stream outlived SSE_MAX_STREAM_SECONDS"
+    reader.close()
