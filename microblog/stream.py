@@ -3,8 +3,8 @@
 Built on flask-sse: same message format, same ``publish``; what changes is how messages reach
 listeners. Stock flask-sse opens one Redis connection per listener and only notices a closed
 client at its next message. Here each web process holds one pattern subscription shared by
-all its listeners, a heartbeat comment goes out every ``SSE_HEARTBEAT_SECONDS`` (which is also
-when a closed client is noticed and released), and each stream ends after
+all its listeners, heartbeat comments go out twice per ``SSE_HEARTBEAT_SECONDS`` so that a
+closed client is noticed and released within that interval, and each stream ends after
 ``SSE_MAX_STREAM_SECONDS``; the browser then reconnects with ``Last-Event-ID`` and resumes.
 """
 
@@ -23,6 +23,7 @@ from flask import Flask, abort, current_app, request, stream_with_context, url_f
 from flask_login import current_user
 from flask_sse import Message, ServerSentEventsBlueprint
 
+from microblog.extensions import db
 from microblog.jobs import events
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ def event_key(event_id: str) -> tuple[int, int]:
     """Order stream ids: "1700000000000-3" → (1700000000000, 3)."""
     ms, _, seq = event_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+class RenderedMessage(Message):
+    """A flask-sse message rendered to its wire format once, however many streams send it."""
+
+    def __str__(self) -> str:
+        if not hasattr(self, "_wire"):
+            self._wire = super().__str__()
+        return self._wire
 
 
 class Broadcaster:
@@ -103,7 +113,7 @@ class Broadcaster:
         with self._lock:
             inboxes = list(self._listeners.get(channel, ()))
         if inboxes:
-            message = Message(**json.loads(data))
+            message = RenderedMessage(**json.loads(data))
             for inbox in inboxes:
                 inbox.put(message)
 
@@ -114,13 +124,17 @@ class Broadcaster:
             inbox.put(_CLOSED)
 
 
+_creation = threading.Lock()
+
+
 def broadcaster() -> Broadcaster:
     """Return this process's broadcaster, started on first use (after any fork)."""
-    current = current_app.extensions.get("microblog.broadcaster")
-    if current is None or current._pid != os.getpid():
-        current = Broadcaster(current_app.config["REDIS_URL"])
-        current_app.extensions["microblog.broadcaster"] = current
-    return current
+    with _creation:  # the first requests arrive together; they must share one
+        current = current_app.extensions.get("microblog.broadcaster")
+        if current is None or current._pid != os.getpid():
+            current = Broadcaster(current_app.config["REDIS_URL"])
+            current_app.extensions["microblog.broadcaster"] = current
+        return current
 
 
 def resume_point() -> str | None:
@@ -159,9 +173,12 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
             newest = event_key(message.id)
             yield message
         deadline = time.monotonic() + config["SSE_MAX_STREAM_SECONDS"]
+        # A write to a closed client fails only on the second try (the first fills the socket
+        # buffer and draws a reset), so beat twice per interval to release it within one.
+        beat = config["SSE_HEARTBEAT_SECONDS"] / 2
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                message = inbox.get(timeout=min(config["SSE_HEARTBEAT_SECONDS"], remaining))
+                message = inbox.get(timeout=min(beat, remaining))
             except queue.Empty:
                 yield None
                 continue
@@ -175,6 +192,9 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
             abort(401)
         channel = events.channel_for(current_user.id)  # never from the request
         last_id = resume_point()
+        # A stream may stay open for minutes and needs no database: hand the connection back
+        # to the pool now, or a few dozen open streams would exhaust it.
+        db.session.close()
         hub = broadcaster()
         ready = hub.wait_ready(timeout=2)
         # Listen before the first byte goes out: whatever is published after the client sees
@@ -200,7 +220,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         return response
 
 
-sse = UserStreamBlueprint("sse", __name__)
+sse = UserStreamBlueprint("events", __name__)
 sse.add_url_rule("/stream", endpoint="stream", view_func=sse.stream)
 
 
@@ -210,7 +230,7 @@ def stream_url() -> str | None:
         last_id = events.latest_id(events.channel_for(current_user.id))
     except redis.RedisError:
         return None
-    return url_for("sse.stream", last_event_id=last_id)
+    return url_for("events.stream", last_event_id=last_id)
 
 
 def open_streams() -> int:

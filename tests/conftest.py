@@ -183,20 +183,25 @@ class Gunicorn:
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        wait_until(self._answering, 30, "gunicorn to answer")
+        try:
+            wait_until(self._answering, 30, "gunicorn to answer")
+        except BaseException:
+            self.stop()  # never leave a server behind a failed start
+            raise
 
     def _answering(self) -> bool:
         if self.process.poll() is not None:
             self.log.seek(0)
             raise RuntimeError(f"gunicorn exited early:\n{self.log.read()}")
         try:
-            return requests.get(self.url + "/auth/login", timeout=1).ok
-        except requests.ConnectionError:
+            return requests.get(self.url + "/auth/login", timeout=2).ok
+        except requests.RequestException:  # not listening yet, or still booting
             return False
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=15)
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
         self.log.close()
 
 

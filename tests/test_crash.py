@@ -89,4 +89,5 @@ def test_export_survives_a_worker_killed_mid_job(
         task = db.session.get(Task, task_id)
         assert (task.status, task.attempts, task.done) == (TaskStatus.SUCCEEDED, 2, POSTS)
         assert db.session.scalars(select(Task).where(Task.status.in_(ACTIVE_STATUSES))).all() == []
-    assert [m["To"] for m in mailbox] == ["crash@example.com"]
+    # (other tests' exports may be finished by this worker too; count only this user's mail)
+    assert [m["To"] for m in mailbox].count("crash@example.com") == 1

@@ -5,6 +5,7 @@ import logging
 import dramatiq
 import redis
 from dramatiq.errors import BrokerConnectionError
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from microblog.extensions import db
@@ -43,7 +44,8 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
         db.session.rollback()
         raise TaskAlreadyActive(actor.actor_name) from error
     try:
-        actor.broker.enqueue(actor.message(task.id).copy(message_id=task.id))
+        broker = current_app.extensions["dramatiq"]  # this app's, whatever app came last
+        broker.enqueue(actor.message(task.id).copy(message_id=task.id))
     except (redis.RedisError, BrokerConnectionError) as error:
         log.error("could not enqueue task %s: %s", task.id, error)
         task.fail("The job queue is unreachable right now, so the job could not start.")

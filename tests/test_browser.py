@@ -1,0 +1,127 @@
+"""A real browser (Debian's chromium, driven by Playwright) watches an export move live."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSWORD, ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+POSTS = 150_000  # enough for the export to take a few seconds
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("chromium is not installed: apt-get install chromium (the test command does)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def worker_process(live_env, tmp_path):
+    with (tmp_path / "worker.log").open("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "tasks", "--processes", "1", "--threads", "2"],
+            cwd=ROOT, env=live_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        yield process
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def page(browser, gunicorn_server):
+    context = browser.new_context(base_url=gunicorn_server)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def sign_in(page, username: str) -> None:
+    page.goto("/auth/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#submit")
+    page.wait_for_url("**/")
+
+
+def bar_value(page) -> int:
+    return int(page.locator("#tasks .progress").first.get_attribute("aria-valuenow"))
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_export_progress_moves_live_and_survives_a_reload(page, live_user, worker_process):
+    # Given a signed-in user with many posts on their profile page
+    _, username = live_user("browser", posts=POSTS)
+    sign_in(page, username)
+    page.goto(f"/user/{username}")
+    page.evaluate("""() => {
+        window.seenValues = [];
+        new MutationObserver(() => {
+            const bar = document.querySelector('#tasks .progress');
+            if (bar) window.seenValues.push(Number(bar.getAttribute('aria-valuenow')));
+        }).observe(document.getElementById('tasks'),
+                   {subtree: true, childList: true, attributes: true});
+    }""")
+
+    # When they click "Export my posts", the bar appears and moves without a reload
+    page.click("#export-button")
+    page.wait_for_function("() => window.seenValues.some(v => v > 0 && v < 100)", timeout=30_000)
+    assert page.locator("#export-button").is_disabled()
+    midway = bar_value(page)
+    screenshot(page, "export-in-progress.png")
+
+    # And a reload mid-export shows the percentage from the database, then keeps moving
+    page.reload()
+    after_reload = bar_value(page)
+    assert 0 < after_reload < 100 and after_reload >= midway, (midway, after_reload)
+    page.wait_for_selector("#tasks .task-download", timeout=60_000)
+
+    # Then it reaches 100 % with the download link, and the button is enabled again
+    assert bar_value(page) == 100
+    assert page.locator("#tasks .task-state").first.text_content() == "Done"
+    assert page.locator("#tasks .progress").first.get_attribute("role") == "progressbar"
+    assert not page.locator("#export-button").is_disabled()
+    href = page.locator("#tasks .task-download").first.get_attribute("href")
+    assert href.startswith("/exports/") and href.endswith("/download")
+    screenshot(page, "export-finished.png")
+
+
+def test_page_works_with_javascript_off(browser, gunicorn_server, live_user):
+    context = browser.new_context(base_url=gunicorn_server, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        _, username = live_user("nojs", posts=3)
+        sign_in(page, username)
+        page.goto(f"/user/{username}")
+        page.click("#export-button")  # a plain form POST, then a redirect back
+        assert "Your export has started" in page.content()
+        assert page.locator("#tasks .task").count() == 1
+    finally:
+        context.close()
