@@ -36,6 +36,12 @@ def actor_named(name: str) -> dramatiq.Actor:
     return _actors[name]
 
 
+def queue_of(name: str) -> str:
+    """Return the queue of a job type; a type no longer declared used the default queue."""
+    actor = _actors.get(name)
+    return actor.queue_name if actor is not None else "default"
+
+
 class AppContext(Middleware):
     """Run each message inside its own app context, so it gets its own database session."""
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from microblog.extensions import db
 from microblog.jobs import events
-from microblog.jobs.broker import actor_named
+from microblog.jobs.broker import queue_of
 from microblog.jobs.models import ACTIVE_STATUSES, Task
 from microblog.jobs.progress import announce
 from microblog.models import utcnow
@@ -59,7 +59,7 @@ def reap(broker: RedisBroker, grace: timedelta) -> list[str]:
     )
     if not stale:
         return []
-    live = live_message_ids(broker, {actor_named(t.name).queue_name for t in stale})
+    live = live_message_ids(broker, {queue_of(task.name) for task in stale})
     lost = [task for task in stale if task.id not in live]
     for task in lost:
         task.fail(LOST_REASON)
