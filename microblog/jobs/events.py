@@ -45,7 +45,10 @@ def redis_client() -> redis.Redis:
     client = current_app.extensions.get("microblog.redis")
     if client is None:
         client = redis.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_timeout=5, health_check_interval=30
+            current_app.config["REDIS_URL"],
+            socket_timeout=5,
+            socket_connect_timeout=2,  # a page must not hang on an unreachable Redis
+            health_check_interval=30,
         )
         current_app.extensions["microblog.redis"] = client
     return client
