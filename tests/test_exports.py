@@ -31,6 +31,14 @@ def only_task(app) -> Task:
         return tasks[0]
 
 
+def run_export(client, app, recorded_events) -> Task:
+    """Start an export as the signed-in user and wait for its final event."""
+    client.post("/exports")
+    task = only_task(app)
+    recorded_events.finished(task.id)
+    return task
+
+
 def expected_posts(bodies: list[str]) -> list[dict]:
     return [
         {"body": body, "timestamp": f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"}
@@ -97,9 +105,7 @@ def test_export_of_a_user_without_posts_succeeds_with_an_empty_list(
     client, auth, app, worker, mailbox, recorded_events
 ):
     auth.signed_in("alice")
-    client.post("/exports")
-    task = only_task(app)
-    recorded_events.finished(task.id)
+    task = run_export(client, app, recorded_events)
     archive = json.loads(gzip.decompress(client.get(f"/exports/{task.id}/download").data))
     assert archive["posts"] == []
     assert only_task(app).progress == 100
@@ -156,9 +162,7 @@ def test_another_user_cannot_see_or_download_an_export(
     client, auth, app, make_user, worker, recorded_events
 ):
     auth.signed_in("alice")
-    client.post("/exports")
-    task = only_task(app)
-    recorded_events.finished(task.id)
+    task = run_export(client, app, recorded_events)
     auth.logout()
     auth.signed_in("mallory")
     assert client.get(f"/exports/{task.id}/download").status_code == 404

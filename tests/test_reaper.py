@@ -23,14 +23,21 @@ def age(task_id: str, by: timedelta) -> None:
     db.session.commit()
 
 
-def test_reaper_fails_an_old_task_that_no_message_backs(app, make_user, recorded_events):
-    alice = make_user("alice")
+def launched_task(app, user_id: int, lose_message: bool, older_than_grace: bool) -> str:
+    """Launch an export; optionally lose its message (flush Redis) and age its row."""
     with app.app_context():
-        # Given a task whose message is gone (Redis flushed after the launch)
-        task_id = launch(export_posts, alice).id
-        app.extensions["dramatiq"].client.flushall()
-        age(task_id, GRACE * 2)
+        task_id = launch(export_posts, user_id).id
+        if lose_message:
+            app.extensions["dramatiq"].client.flushall()
+        if older_than_grace:
+            age(task_id, GRACE * 2)
+        return task_id
 
+
+def test_reaper_fails_an_old_task_that_no_message_backs(app, make_user, recorded_events):
+    # Given a task whose message is gone (Redis flushed after the launch)
+    task_id = launched_task(app, make_user("alice"), lose_message=True, older_than_grace=True)
+    with app.app_context():
         # When the reaper passes
         reaped = reap(app.extensions["dramatiq"], GRACE)
 
@@ -42,29 +49,21 @@ def test_reaper_fails_an_old_task_that_no_message_backs(app, make_user, recorded
 
 
 def test_reaper_leaves_a_task_whose_message_is_still_queued(app, make_user):
-    alice = make_user("alice")
+    task_id = launched_task(app, make_user("alice"), lose_message=False, older_than_grace=True)
     with app.app_context():
-        task_id = launch(export_posts, alice).id
-        age(task_id, GRACE * 2)
         assert reap(app.extensions["dramatiq"], GRACE) == []
         assert db.session.get(Task, task_id).status == TaskStatus.QUEUED
 
 
 def test_reaper_leaves_a_recent_task_alone(app, make_user):
-    alice = make_user("alice")
+    task_id = launched_task(app, make_user("alice"), lose_message=True, older_than_grace=False)
     with app.app_context():
-        task_id = launch(export_posts, alice).id
-        app.extensions["dramatiq"].client.flushall()
         assert reap(app.extensions["dramatiq"], GRACE) == []
         assert db.session.get(Task, task_id).status == TaskStatus.QUEUED
 
 
 def test_worker_boot_runs_the_reaper(app, make_user):
-    alice = make_user("alice")
-    with app.app_context():
-        task_id = launch(export_posts, alice).id
-        app.extensions["dramatiq"].client.flushall()
-        age(task_id, GRACE * 2)
+    task_id = launched_task(app, make_user("alice"), lose_message=True, older_than_grace=True)
     worker = Worker(app.extensions["dramatiq"], worker_threads=1, worker_timeout=100)
     worker.start()
     try:
