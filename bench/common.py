@@ -19,8 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_app(database: Path, redis_url: str) -> Flask:
-    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}", "REDIS_URL": redis_url})
-    return app
+    return create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}", "REDIS_URL": redis_url})
 
 
 def create_database(app: Flask, users: dict[str, int]) -> dict[str, int]:
