@@ -13,12 +13,12 @@ import requests
 from dramatiq import Worker
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.services import MailCatcher, RedisServer, free_port, wait_until
+from tests.databases import KINDS, Databases, PostgresServer
 from tests.helpers import EventRecorder, insert_posts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +46,40 @@ def mailbox(smtp_server: MailCatcher) -> list:
     return smtp_server.messages
 
 
-def make_config(tmp_path: Path, redis_server: RedisServer, smtp_server: MailCatcher) -> dict:
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's own PostgreSQL cluster; the suite fails, never skips, without one."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def databases(request, tmp_path_factory) -> Databases:
+    return Databases(
+        tmp_path_factory.mktemp("databases"), lambda: request.getfixturevalue("postgres_server")
+    )
+
+
+@pytest.fixture(params=KINDS)
+def database(request) -> str:
+    """The kind of database this test runs on; every test that uses one runs on both."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(database, databases, tmp_path) -> Iterator[str]:
+    """A database of this test's own, built by the migrations."""
+    url = databases.migrated(database, tmp_path)
+    yield url
+    databases.drop(url)
+
+
+def make_config(database_url: str, redis_server: RedisServer, smtp_server: MailCatcher) -> dict:
     return {
         "TESTING": True,
         "SECRET_KEY": "test",
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.sqlite'}",
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "WTF_CSRF_ENABLED": False,
         "REDIS_URL": redis_server.url,
         "MAIL_SERVER": "127.0.0.1",
@@ -61,17 +90,15 @@ def make_config(tmp_path: Path, redis_server: RedisServer, smtp_server: MailCatc
 
 
 @pytest.fixture
-def app_config(tmp_path, redis_server, smtp_server) -> dict:
+def app_config(database_url, redis_server, smtp_server) -> dict:
     """The configuration of this test's app; a test may change it before using ``app``."""
-    return make_config(tmp_path, redis_server, smtp_server)
+    return make_config(database_url, redis_server, smtp_server)
 
 
 @pytest.fixture
 def app(app_config, redis_server) -> Iterator[Flask]:
     redis.Redis.from_url(redis_server.url).flushall()  # no messages left by other tests
     app = create_app(app_config)
-    with app.app_context():
-        db.create_all()
     yield app
     with app.app_context():
         db.engine.dispose()
@@ -145,29 +172,85 @@ def auth(client: FlaskClient, make_user) -> AuthActions:
     return AuthActions(client, make_user)
 
 
-@pytest.fixture(scope="session")
-def live_database(tmp_path_factory) -> str:
-    """A SQLite database built by the migrations, shared by the session's server processes."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.sqlite'}"
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
-    return url
+class LiveStacks:
+    """Per kind of database: a migrated database and a gunicorn serving it, made on first use.
+
+    They live for the whole session, so tests may run in any order without restarting them.
+    """
+
+    def __init__(self, databases, directory: Path, redis_server, smtp_server) -> None:
+        self._databases = databases
+        self._directory = directory
+        self._redis, self._smtp = redis_server, smtp_server
+        self._urls: dict[str, str] = {}
+        self._apps: dict[str, Flask] = {}
+        self._servers: dict[str, Gunicorn] = {}
+
+    def database(self, kind: str) -> str:
+        if kind not in self._urls:
+            url = self._databases.migrated(kind, self._directory)
+            if kind == "postgresql":
+                # Both kinds share one Redis, where channels are named by user id: keep ids apart.
+                self._databases.postgres.execute_in(
+                    url, "ALTER SEQUENCE user_id_seq RESTART WITH 1000001"
+                )
+            self._urls[kind] = url
+        return self._urls[kind]
+
+    def env(self, kind: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database(kind),
+            "REDIS_URL": self._redis.url,
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(self._smtp.port),
+            "SECRET_KEY": "live-test",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def app(self, kind: str) -> Flask:
+        if kind not in self._apps:
+            self._apps[kind] = create_app(
+                {
+                    "SQLALCHEMY_DATABASE_URI": self.database(kind),
+                    "REDIS_URL": self._redis.url,
+                    "MAIL_PORT": self._smtp.port,
+                }
+            )
+        return self._apps[kind]
+
+    def gunicorn(self, kind: str) -> str:
+        """Return the URL of gunicorn on this kind's database, with 1 s heartbeats."""
+        if kind not in self._servers:
+            env = {**self.env(kind), "SSE_HEARTBEAT_SECONDS": "1"}
+            self._servers[kind] = Gunicorn(env, self._directory / f"gunicorn-{kind}.log")
+        return self._servers[kind].url
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+        for app in self._apps.values():
+            with app.app_context():
+                db.engine.dispose()
 
 
 @pytest.fixture(scope="session")
-def live_env(live_database, redis_server, smtp_server) -> dict[str, str]:
+def live_stacks(databases, redis_server, smtp_server, tmp_path_factory) -> Iterator[LiveStacks]:
+    stacks = LiveStacks(databases, tmp_path_factory.mktemp("live"), redis_server, smtp_server)
+    yield stacks
+    stacks.close()
+
+
+@pytest.fixture
+def live_database(live_stacks, database) -> str:
+    """A migrated database shared by the session's server processes of this kind."""
+    return live_stacks.database(database)
+
+
+@pytest.fixture
+def live_env(live_stacks, database) -> dict[str, str]:
     """The environment of the server and worker processes the tests start."""
-    return {
-        **os.environ,
-        "DATABASE_URL": live_database,
-        "REDIS_URL": redis_server.url,
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": str(smtp_server.port),
-        "SECRET_KEY": "live-test",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return live_stacks.env(database)
 
 
 class Gunicorn:
@@ -205,25 +288,16 @@ class Gunicorn:
         self.log.close()
 
 
-@pytest.fixture(scope="session")
-def gunicorn_server(live_env, tmp_path_factory) -> Iterator[str]:
-    """gunicorn on the session's services, with 1 s heartbeats; yields its base URL."""
-    env = {**live_env, "SSE_HEARTBEAT_SECONDS": "1"}
-    server = Gunicorn(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
-    yield server.url
-    server.stop()
+@pytest.fixture
+def gunicorn_server(live_stacks, database) -> str:
+    """gunicorn on the session's services and this kind's live database; its base URL."""
+    return live_stacks.gunicorn(database)
 
 
-@pytest.fixture(scope="session")
-def live_app(live_database, redis_server, smtp_server) -> Flask:
+@pytest.fixture
+def live_app(live_stacks, database) -> Flask:
     """An app on the live database, for arranging data the server processes will see."""
-    return create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": live_database,
-            "REDIS_URL": redis_server.url,
-            "MAIL_PORT": smtp_server.port,
-        }
-    )
+    return live_stacks.app(database)
 
 
 @pytest.fixture

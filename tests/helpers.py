@@ -80,14 +80,22 @@ def insert_posts(user_id: int, bodies: list[str], start: datetime | None = None)
 
 
 class SSEReader:
-    """Read a live Server-Sent Events response in a thread; keep events and comments."""
+    """Read a live Server-Sent Events response in a thread; keep events and comments.
+
+    The stream ends when the server ends it or when :meth:`close` is called. Anything else that
+    stops the reading (a malformed event, a connection torn down mid-stream) is kept in
+    ``error`` and raised by :meth:`wait_for` and :meth:`close`, so it never looks like a
+    normal end.
+    """
 
     def __init__(self, response) -> None:
         self.response = response
         self.events: list[dict] = []
         self.comments: list[str] = []
         self.retry: int | None = None
+        self.error: BaseException | None = None
         self.ended = threading.Event()
+        self._closing = False
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -97,31 +105,40 @@ class SSEReader:
         try:
             for line in self.response.iter_lines(chunk_size=None, decode_unicode=True):
                 with self._changed:
-                    if line == "":
-                        if "data" in event:
-                            event["data"] = json.loads(event["data"])
-                            self.events.append(event)
-                        event = {}
-                    elif line.startswith(":"):
-                        self.comments.append(line[1:].strip())
-                    else:
-                        field, _, value = line.partition(":")
-                        if field == "retry":
-                            self.retry = int(value)
-                        else:
-                            event[field] = value
+                    event = self._take(line, event)
                     self._changed.notify_all()
-        except Exception:  # the connection was closed under us: that ends the stream too
-            pass
+        except Exception as error:
+            if not self._closing:  # our own close() interrupts the read; that is no failure
+                self.error = error
         finally:
             with self._changed:
                 self.ended.set()
                 self._changed.notify_all()
 
+    def _take(self, line: str, event: dict) -> dict:
+        """Apply one line of the stream; return the event being assembled."""
+        if line == "":
+            if "data" in event:
+                event["data"] = json.loads(event["data"])
+                self.events.append(event)
+            return {}
+        if line.startswith(":"):
+            self.comments.append(line[1:].strip())
+            return event
+        field, _, value = line.partition(":")
+        if field == "retry":
+            self.retry = int(value)
+        elif field in ("id", "event", "data"):
+            event[field] = value.removeprefix(" ")
+        else:
+            raise ValueError(f"unknown field in event stream: {line!r}")
+        return event
+
     def wait_for(self, predicate: Callable[["SSEReader"], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         with self._changed:
             while not predicate(self):
+                self._raise_error()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
@@ -134,9 +151,20 @@ class SSEReader:
         self.wait_for(lambda r: len(r.events) >= count, timeout, f"{count} events")
         return list(self.events)
 
+    def wait_for_end(self, timeout: float) -> None:
+        """Wait until the server ends the stream normally."""
+        self.wait_for(lambda r: r.ended.is_set(), timeout, "the stream to end")
+        self._raise_error()
+
     def close(self) -> None:
+        self._closing = True
         self.response.close()
         self._thread.join(timeout=5)
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise AssertionError(f"the event stream broke: {self.error!r}") from self.error
 
 
 def replay(messages: list[Message], user_id: int) -> list[str]:

@@ -8,13 +8,11 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from microblog.auth.models import User
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from tests.conftest import ROOT
-from tests.helpers import insert_posts
 
 POSTS = 60_000
 
@@ -47,21 +45,11 @@ def stop(process: subprocess.Popen, sig: int) -> None:
     process.wait(timeout=30)
 
 
-def create_user_with_posts(app, count: int) -> int:
-    with app.app_context():
-        user = User(username="crash-victim", email="crash@example.com")
-        user.set_password("irrelevant-1")
-        db.session.add(user)
-        db.session.commit()
-        insert_posts(user.id, [f"post {i}" for i in range(count)])
-        return user.id
-
-
 def test_export_survives_a_worker_killed_mid_job(
-    live_app, worker_env, worker_log, mailbox, recorded_events
+    live_app, live_user, worker_env, worker_log, mailbox, recorded_events
 ):
     # Given a user with many posts and a running `dramatiq tasks`
-    user_id = create_user_with_posts(live_app, POSTS)
+    user_id, username = live_user("crash", posts=POSTS)
     first = start_worker(worker_env, worker_log)
     try:
         # When the export is under way, the whole worker is killed without warning
@@ -88,6 +76,7 @@ def test_export_survives_a_worker_killed_mid_job(
     with live_app.app_context():
         task = db.session.get(Task, task_id)
         assert (task.status, task.attempts, task.done) == (TaskStatus.SUCCEEDED, 2, POSTS)
-        assert db.session.scalars(select(Task).where(Task.status.in_(ACTIVE_STATUSES))).all() == []
+        active = select(Task).where(Task.user_id == user_id, Task.status.in_(ACTIVE_STATUSES))
+        assert db.session.scalars(active).all() == []
     # (other tests' exports may be finished by this worker too; count only this user's mail)
-    assert [m["To"] for m in mailbox].count("crash@example.com") == 1
+    assert [m["To"] for m in mailbox].count(f"{username}@example.com") == 1

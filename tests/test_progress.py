@@ -1,9 +1,13 @@
 """The progress reporter: few updates whatever the size, always the first and the last."""
 
+import io
 import itertools
+import time
 
 from sqlalchemy import select
 
+from microblog.auth.models import User
+from microblog.exports.archive import write_archive
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
@@ -68,24 +72,47 @@ def test_reporter_always_sends_the_first_and_the_final_update(app, make_user):
     assert reporter.updates == 2
 
 
-def test_the_export_of_100000_posts_publishes_few_ordered_events(app, make_user, recorded_events):
-    # Given a user with 100,000 posts
+def test_the_export_reports_progress_by_the_clock_not_by_the_number_of_posts(app, make_user):
+    # Given a user with 100,000 posts, read by the export 1,000 at a time
     alice = make_user("alice")
+    task = running_task(app, alice)
     with app.app_context():
         insert_posts(alice, [f"post {i}" for i in range(100_000)])
+
+        # When each chunk takes 50 ms on the reporter's clock (100 chunks: 5 s in all)
+        clock = FakeClock(step=0.05)
+        reporter = ProgressReporter(task, interval=0.1, clock=clock)
+        write_archive(db.session.get(User, alice), io.BytesIO(), reporter)
+
+    # Then about one update went out per 0.1 s of that clock, not one per post or chunk
+    elapsed = clock()
+    assert elapsed / 0.1 / 2 <= reporter.updates <= elapsed / 0.1 + 2, reporter.updates
+    assert reporter.updates < 100
+
+
+def test_a_real_export_publishes_ordered_events_that_end_with_one_final_event(
+    app, make_user, recorded_events
+):
+    # Given a user with 20,000 posts
+    alice = make_user("alice")
+    with app.app_context():
+        insert_posts(alice, [f"post {i}" for i in range(20_000)])
         task_id = launch(export_posts, alice).id
 
         # When the export runs (here, directly in this process)
+        started = time.monotonic()
         export_posts(task_id)
+        elapsed = time.monotonic() - started
 
-    # Then progress events are few, ordered, never going backwards, and end with one final event
+    # Then progress never goes backwards, and exactly one final event closes the sequence
     finished = recorded_events.finished(task_id)
     events = [m for m in recorded_events.of(f"user.{alice}") if m.data["task_id"] == task_id]
     progress = [m.data["progress"] for m in events]
     assert progress == sorted(progress)
-    assert len(events) <= 60, f"{len(events)} events for one export"
     assert [m.type for m in events].count("task.finished") == 1 and events[-1] is finished
     assert finished.data["status"] == "succeeded"
+    # launch, running, the first and last updates, the final event, and one per 0.1 s between
+    assert len(events) <= elapsed / 0.1 + 5, f"{len(events)} events in {elapsed:.2f}s"
 
 
 def test_percentage_is_bounded_and_an_empty_job_is_complete():

@@ -1,0 +1,176 @@
+"""Throwaway databases for the tests: a PostgreSQL cluster of the session's own, and fresh
+databases of either kind built by the migrations, as production builds them.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from flask_migrate import upgrade
+
+from microblog import create_app
+from microblog.extensions import db
+from microblog.services import free_port, wait_until
+
+KINDS = ("sqlite", "postgresql")
+INSTALL_HINT = "install Debian's postgresql package (the test command does it as root)"
+
+
+def postgres_bindir() -> Path:
+    """Return the directory holding initdb and postgres, newest major version first."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_major_version)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    raise RuntimeError(f"PostgreSQL's initdb was not found: {INSTALL_HINT}.")
+
+
+def _major_version(path: str) -> int:
+    return int(Path(path).parent.parent.name)
+
+
+class PostgresServer:
+    """A PostgreSQL cluster in a temporary directory, on a free loopback port.
+
+    PostgreSQL refuses to run as root, so as root the server runs as the ``postgres`` user
+    that Debian's package creates. Durability is traded for speed: the cluster dies with the
+    session anyway.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="microblog-pg-"))
+        self.process: subprocess.Popen | None = None
+        self._user = "postgres" if os.geteuid() == 0 else None
+
+    def start(self, timeout: float = 60) -> "PostgresServer":
+        bindir = postgres_bindir()
+        data = self.directory / "data"
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+        self._run([bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
+                   "--encoding=UTF8", "--locale=C", "--no-sync"])  # fmt: skip
+        with (self.directory / "log").open("w") as log:
+            self.process = subprocess.Popen(
+                [bindir / "postgres", "-D", data, "-p", str(self.port),
+                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 "-c", "max_connections=300"],
+                user=self._user, stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        try:
+            wait_until(self._answers, timeout, f"PostgreSQL on port {self.port}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _run(self, command: list) -> None:
+        result = subprocess.run(command, user=self._user, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed:\n{result.stdout}{result.stderr}")
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            log = (self.directory / "log").read_text()
+            raise RuntimeError(f"postgres exited with code {self.process.returncode}:\n{log}")
+        try:
+            psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def url(self, database: str) -> str:
+        """Return the SQLAlchemy URL of ``database`` on this server."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def execute(self, sql: str) -> None:
+        self.execute_in(self.url("postgres"), sql)
+
+    def execute_in(self, url: str, sql: str) -> None:
+        """Run one statement outside any transaction in the database at ``url``."""
+        database = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.dsn(database), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # a "smart" shutdown would wait for clients; SIGTERM doesn't
+            self.process.wait(timeout=30)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def migrate(url: str) -> None:
+    """Build the schema at ``url`` through the migrations."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+class Databases:
+    """Hand out fresh migrated databases of either kind, cheaply.
+
+    The migrations run once per kind into a template; each test then gets a copy of it (a file
+    copy for SQLite, ``CREATE DATABASE … TEMPLATE`` for PostgreSQL).
+    """
+
+    def __init__(self, directory: Path, postgres: Callable[[], "PostgresServer"]) -> None:
+        self.directory = directory
+        self._postgres = postgres  # started on first use, so SQLite-only runs need no server
+        self._templates: dict[str, str] = {}
+
+    @property
+    def postgres(self) -> PostgresServer:
+        return self._postgres()
+
+    def empty(self, kind: str, directory: Path) -> str:
+        """Return the URL of a new database without any table."""
+        if kind == "sqlite":
+            return f"sqlite:///{directory / f'{uuid.uuid4().hex}.sqlite'}"
+        name = f"t_{uuid.uuid4().hex}"
+        self.postgres.execute(f'CREATE DATABASE "{name}"')
+        return self.postgres.url(name)
+
+    def migrated(self, kind: str, directory: Path) -> str:
+        """Return the URL of a new database holding the migrated schema and no rows."""
+        template = self._template(kind)
+        if kind == "sqlite":
+            path = directory / f"{uuid.uuid4().hex}.sqlite"
+            shutil.copyfile(template, path)
+            return f"sqlite:///{path}"
+        name = f"t_{uuid.uuid4().hex}"
+        self.postgres.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return self.postgres.url(name)
+
+    def drop(self, url: str) -> None:
+        """Drop a database made by this class; SQLite files go with their directory."""
+        if url.startswith("postgresql"):
+            name = url.rsplit("/", 1)[1]
+            self.postgres.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _template(self, kind: str) -> str:
+        if kind not in self._templates:
+            if kind == "sqlite":
+                path = self.directory / "template.sqlite"
+                migrate(f"sqlite:///{path}")
+                self._templates[kind] = str(path)
+            else:
+                self.postgres.execute('CREATE DATABASE "template_migrated"')
+                migrate(self.postgres.url("template_migrated"))
+                self._templates[kind] = "template_migrated"
+        return self._templates[kind]
