@@ -7,9 +7,13 @@ from typing import Any
 
 from flask import Flask
 
-from microblog import config, errors, stream
-from microblog.extensions import bootstrap, csrf, db, login_manager, mail, migrate
-from microblog.jobs import broker as jobs_broker
+# Alembic announces each of its plugins at INFO when it is imported (by Flask-Migrate, below),
+# which would open every worker's log with a dozen lines of noise.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+from microblog import config, errors, stream  # noqa: E402
+from microblog.extensions import bootstrap, csrf, db, login_manager, mail, migrate  # noqa: E402
+from microblog.jobs import broker as jobs_broker  # noqa: E402
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -27,15 +31,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def configure_logging(app: Flask) -> None:
-    """Log to stderr, where gunicorn, dramatiq and containers collect it."""
+    """Log to stderr, where gunicorn, dramatiq and containers collect it, at ``LOG_LEVEL``."""
+    level = app.config["LOG_LEVEL"].upper()
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-    app.logger.setLevel(logging.INFO)
-    # Alembic announces its plugins at INFO on every import; that is noise in worker logs.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("microblog", "wsgi", "tasks"):
+        logging.getLogger(name).setLevel(level)
+    app.logger.setLevel(level)
 
 
 def register_extensions(app: Flask) -> None:
@@ -63,6 +65,8 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from microblog.health import check_command
     from microblog.seed import seed_demo_command
 
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(check_command)

@@ -29,6 +29,7 @@ _STRINGS = {
     "MAIL_PASSWORD",
     "MAIL_DEFAULT_SENDER",
     "PUBLIC_URL",
+    "LOG_LEVEL",
 }
 
 
@@ -71,6 +72,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SSE_HEARTBEAT_SECONDS": 15,
         # Seconds after which a stream is closed; the browser reconnects and resumes.
         "SSE_MAX_STREAM_SECONDS": 300,
+        # Level of the app's own log lines (gunicorn reads the same variable for its own).
+        "LOG_LEVEL": "info",
         # Bootstrap's CSS and JS come from the app itself, never a CDN.
         "BOOTSTRAP_SERVE_LOCAL": True,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

@@ -1,7 +1,9 @@
-"""``GET /healthz``: whether this process reaches its database and Redis."""
+"""``GET /healthz`` and ``flask check``: whether this process reaches its database and Redis."""
 
+import click
 import redis
 from flask import Blueprint, current_app, jsonify
+from flask.cli import with_appcontext
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,9 +31,25 @@ def check_redis() -> str:
         return f"error: {type(error).__name__}"
 
 
+def run_checks() -> tuple[bool, dict[str, str]]:
+    """Return whether every dependency answers, and what each check found."""
+    checks = {"database": check_database(), "redis": check_redis()}
+    return all(value == "ok" for value in checks.values()), checks
+
+
 @bp.route("/healthz")
 def healthz():
-    checks = {"database": check_database(), "redis": check_redis()}
-    healthy = all(value == "ok" for value in checks.values())
+    healthy, checks = run_checks()
     status = "ok" if healthy else "degraded"
     return jsonify(status=status, streams=open_streams(), **checks), 200 if healthy else 503
+
+
+@click.command("check")
+@with_appcontext
+def check_command() -> None:
+    """Exit non-zero unless the database and Redis answer (a worker container's healthcheck)."""
+    healthy, checks = run_checks()
+    for name, result in checks.items():
+        click.echo(f"{name}: {result}")
+    if not healthy:
+        raise SystemExit(1)

@@ -60,13 +60,16 @@ class RedisServer:
 
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    workdir: str | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10) -> "RedisServer":
-        workdir = tempfile.mkdtemp(prefix="microblog-redis-")
+        self.workdir = tempfile.mkdtemp(prefix="microblog-redis-")
+        # A process group of its own: the terminal's Ctrl-C must not stop Redis before the
+        # processes that use it have stopped.
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),
@@ -74,10 +77,11 @@ class RedisServer:
                 "--bind", "127.0.0.1",
                 "--save", "",
                 "--appendonly", "no",
-                "--dir", workdir,
+                "--dir", self.workdir,
                 "--loglevel", "warning",
             ],
             stdout=subprocess.DEVNULL,
+            process_group=0,
         )  # fmt: skip
         wait_until(self.ping, timeout, f"redis-server on port {self.port}")
         return self
@@ -94,6 +98,9 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
 
 class MailCatcher:
