@@ -1,5 +1,7 @@
 # One image for web and worker: `gunicorn` by default, `dramatiq tasks` for workers.
-FROM python:3.11.7-slim-bookworm
+# The minor-version tag tracks CPython's current 3.11 patch release (security fixes) on
+# Debian 13; pin a digest at release time if you need byte-for-byte rebuilds.
+FROM python:3.11-slim-trixie
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -11,13 +13,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 microblog
 WORKDIR /app
 
+# Production's lock only: every package pinned and hash-checked, nothing for tests or `make run`.
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN pip install --require-hashes --no-deps -r requirements.txt
 
-COPY --chown=microblog:microblog . .
-USER microblog
+# .dockerignore keeps secrets (.env), tests, benchmarks and the run command's helpers out.
+COPY --chown=10001:10001 . .
+USER 10001:10001
 
 EXPOSE 8000
-# Apply migrations once per deployment (`docker compose run --rm web flask --app wsgi db upgrade`);
+# Apply migrations once per deployment (the compose file's `migrate` service does);
 # the web command itself only serves.
 CMD ["gunicorn", "-c", "gunicorn.conf.py"]

@@ -33,6 +33,11 @@ _STRINGS = {
 }
 
 
+def environment_variables() -> set[str]:
+    """Return the name of every variable :func:`from_environment` reads."""
+    return _STRINGS | _INTEGERS | _BOOLEANS | {"DATABASE_URL"}
+
+
 def defaults(instance_path: str) -> dict[str, Any]:
     """Return the settings used when nothing else is said: safe for local use."""
     return {
