@@ -7,7 +7,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from microblog.auth.models import User
+from microblog.auth.models import User, follow
 from microblog.extensions import db
 from microblog.models import utcnow
 from microblog.posts.models import Post
@@ -51,8 +51,8 @@ def seed_demo(posts: int = 300, seed: int = 7) -> User:
     for name in FRIENDS:
         friend = create_user(name, DEMO_PASSWORD, f"{name.title()} posts about computing.")
         add_posts(friend, posts // 6, rng)
-        db.session.flush()  # users compare by id, so each needs one before follow()
-        demo.follow(friend)
+        db.session.flush()  # both need their ids
+        follow(demo.id, friend.id)
     db.session.commit()
     return demo
 

@@ -1,15 +1,17 @@
 """Writing posts, timelines, explore, profiles and following."""
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from microblog.auth.models import User
+from microblog.auth.models import User, followers
 from microblog.extensions import db
 from microblog.models import utcnow
 from microblog.posts.models import MAX_POST_LENGTH, Post
+from tests.conftest import PASSWORD
 
 
 @pytest.fixture
@@ -179,3 +181,38 @@ def test_edit_profile_only_ever_edits_the_signed_in_user(client, auth, make_user
     )
     with app.app_context():
         assert db.session.get(User, bob_id).about_me is None
+
+
+@pytest.mark.parametrize("path", ["/follow/bob", "/unfollow/bob"])
+def test_concurrent_follow_changes_are_idempotent_and_never_crash(app, make_user, path):
+    # Given alice signed in on four tabs, following bob or not, depending on the button
+    alice_id, bob_id = make_user("alice"), make_user("bob")
+    if path.startswith("/unfollow"):
+        with app.app_context():
+            db.session.execute(followers.insert().values(follower_id=alice_id, followed_id=bob_id))
+            db.session.commit()
+    tabs = [app.test_client() for _ in range(4)]
+    for tab in tabs:
+        assert (
+            tab.post("/auth/login", data={"username": "alice", "password": PASSWORD}).status_code
+            == 302
+        )
+    barrier = threading.Barrier(len(tabs))
+    statuses: list[int] = []
+
+    def click(tab) -> None:
+        barrier.wait(timeout=10)
+        statuses.append(tab.post(path).status_code)
+
+    # When all four click the same button at the same moment
+    threads = [threading.Thread(target=click, args=(tab,)) for tab in tabs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # Then every click succeeds, and the relation ends as asked: one row, or none
+    assert statuses == [302] * 4
+    with app.app_context():
+        rows = db.session.scalar(select(func.count()).select_from(followers))
+    assert rows == (1 if path.startswith("/follow") else 0)

@@ -4,7 +4,8 @@ from datetime import datetime
 from hashlib import md5
 
 from flask_login import UserMixin
-from sqlalchemy import Column, ForeignKey, String, Table, Text, select
+from sqlalchemy import Column, ForeignKey, String, Table, Text, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -60,13 +61,25 @@ class User(UserMixin, db.Model):
     def is_following(self, user: "User") -> bool:
         return user in self.following
 
-    def follow(self, user: "User") -> None:
-        if user is not self and not self.is_following(user):
-            self.following.append(user)
 
-    def unfollow(self, user: "User") -> None:
-        if self.is_following(user):
-            self.following.remove(user)
+def follow(follower_id: int, followed_id: int) -> None:
+    """Make one user follow another; again or concurrently, it is a no-op. Does not commit.
+
+    A check-then-insert would let two simultaneous clicks both insert, and the second fail on
+    the primary key; the database's own "insert unless present" cannot race.
+    """
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(followers).values(follower_id=follower_id, followed_id=followed_id)
+    db.session.execute(statement.on_conflict_do_nothing())
+
+
+def unfollow(follower_id: int, followed_id: int) -> None:
+    """Stop one user following another, whether or not they did. Does not commit."""
+    db.session.execute(
+        delete(followers).where(
+            followers.c.follower_id == follower_id, followers.c.followed_id == followed_id
+        )
+    )
 
 
 @login_manager.user_loader

@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required
 from sqlalchemy import Select
 
+from microblog.auth import models as users
 from microblog.auth.models import find_user
 from microblog.extensions import db
 from microblog.models import utcnow
@@ -99,10 +100,10 @@ def _change_following(username: str, follow: bool):
     if other.id == current_user.id:
         flash("You cannot follow yourself.", "warning")
     elif follow:
-        current_user.follow(other)
+        users.follow(current_user.id, other.id)
         flash(f"You are following {username}.", "success")
     else:
-        current_user.unfollow(other)
+        users.unfollow(current_user.id, other.id)
         flash(f"You are not following {username}.", "info")
     db.session.commit()
     return redirect(url_for("posts.user", username=username))
