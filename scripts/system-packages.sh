@@ -1,7 +1,8 @@
 #!/bin/sh
-# Make sure the system programs the tests start are installed: redis-server, chromium and
-# PostgreSQL. As root on Debian or Ubuntu they are installed with apt-get; otherwise this
-# stops with the exact command to run.
+# Make sure the system programs the tests start are installed: redis-server, chromium,
+# PostgreSQL and nginx (the compose file's proxy configuration is run for real). As root on
+# Debian or Ubuntu they are installed with apt-get; otherwise this stops with the exact
+# command to run.
 set -eu
 
 missing=""
@@ -10,6 +11,7 @@ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>
   || missing="$missing chromium fonts-dejavu-core"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
   || missing="$missing postgresql"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
 
 [ -z "$missing" ] && exit 0
 
