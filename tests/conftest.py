@@ -319,16 +319,16 @@ def live_user(live_app):
     return make
 
 
-def live_session(base_url: str, username: str) -> requests.Session:
+def live_session(base_url: str, username: str, password: str = PASSWORD) -> requests.Session:
     """Return a requests session signed in as ``username`` through the real login form."""
     session = requests.Session()
-    page = session.get(base_url + "/auth/login", timeout=5).text
+    page = session.get(base_url + "/auth/login", timeout=10).text
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
     response = session.post(
         base_url + "/auth/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token},
+        data={"username": username, "password": password, "csrf_token": token},
         allow_redirects=False,
-        timeout=5,
+        timeout=10,
     )
     assert response.status_code == 302, response.text
     return session

