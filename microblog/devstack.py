@@ -83,11 +83,16 @@ class Child:
             self.process.wait(timeout=10)
 
 
-def answers(url: str, children: dict[str, subprocess.Popen]) -> bool:
-    """Tell whether ``url`` answers; raise if a child died while we waited."""
+def raise_if_exited(children: dict[str, subprocess.Popen]) -> None:
+    """Raise :class:`ChildExited` for the first of ``children`` that has ended."""
     for name, process in children.items():
         if process.poll() is not None:
             raise ChildExited(name, process.returncode)
+
+
+def answers(url: str, children: dict[str, subprocess.Popen]) -> bool:
+    """Tell whether ``url`` answers; raise if a child died while we waited."""
+    raise_if_exited(children)
     try:
         with urllib.request.urlopen(url, timeout=2):
             return True
@@ -108,9 +113,7 @@ def watch(children: dict[str, subprocess.Popen]) -> None:
     """Block until one of ``children`` exits (or Ctrl-C), then raise :class:`ChildExited`."""
     while True:
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
-        for name, process in children.items():
-            if process.poll() is not None:
-                raise ChildExited(name, process.returncode)
+        raise_if_exited(children)
 
 
 def ignore_stop_signals() -> None:

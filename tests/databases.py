@@ -145,9 +145,7 @@ class Databases:
         """Return the URL of a new database without any table."""
         if kind == "sqlite":
             return f"sqlite:///{directory / f'{uuid.uuid4().hex}.sqlite'}"
-        name = f"t_{uuid.uuid4().hex}"
-        self.postgres.execute(f'CREATE DATABASE "{name}"')
-        return self.postgres.url(name)
+        return self._create_postgres()
 
     def migrated(self, kind: str, directory: Path) -> str:
         """Return the URL of a new database holding the migrated schema and no rows."""
@@ -156,8 +154,12 @@ class Databases:
             path = directory / f"{uuid.uuid4().hex}.sqlite"
             shutil.copyfile(template, path)
             return f"sqlite:///{path}"
+        return self._create_postgres(template)
+
+    def _create_postgres(self, template: str | None = None) -> str:
         name = f"t_{uuid.uuid4().hex}"
-        self.postgres.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        self.postgres.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.postgres.url(name)
 
     def drop(self, url: str) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import inspect, text
 
 from microblog import create_app
 from microblog.extensions import db
+from tests.databases import migrate
 
 
 @pytest.fixture
@@ -54,10 +55,7 @@ def test_migrations_build_exactly_the_schema_of_the_models(empty_database):
 def test_migrated_indexes_equal_the_models_including_partial_conditions(empty_database):
     # Alembic's comparison ignores an index's WHERE clause; the database's own catalog doesn't.
     migrated, modelled = empty_database(), empty_database()
-    app = create_app({"SQLALCHEMY_DATABASE_URI": migrated})
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
+    migrate(migrated)
     app = create_app({"SQLALCHEMY_DATABASE_URI": modelled})
     with app.app_context():
         db.create_all()
