@@ -43,6 +43,9 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
     except IntegrityError as error:
         db.session.rollback()
         raise TaskAlreadyActive(actor.actor_name) from error
+    # Announce "queued" before sending: once sent, a fast worker's "running" could otherwise
+    # reach the browser first and be followed by a stale "queued".
+    announce(user_id, events.PROGRESS, events.task_data(task))
     try:
         broker = current_app.extensions["dramatiq"]  # this app's, whatever app came last
         broker.enqueue(actor.message(task.id).copy(message_id=task.id))
@@ -50,6 +53,6 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
         log.error("could not enqueue task %s: %s", task.id, error)
         task.fail("The job queue is unreachable right now, so the job could not start.")
         db.session.commit()
+        announce(user_id, events.FINISHED, events.task_data(task))
         raise QueueUnavailable(task.id) from error
-    announce(user_id, events.PROGRESS, events.task_data(task))
     return task
