@@ -11,8 +11,15 @@ from flask import Flask
 # which would open every worker's log with a dozen lines of noise.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-from microblog import config, errors, stream  # noqa: E402
-from microblog.extensions import bootstrap, csrf, db, login_manager, mail, migrate  # noqa: E402
+from microblog import config, errors, security, stream, throttle  # noqa: E402
+from microblog.extensions import (  # noqa: E402
+    bootstrap,
+    csrf,
+    db,
+    login_manager,
+    mail,
+    migrate,
+)
 from microblog.jobs import broker as jobs_broker  # noqa: E402
 
 
@@ -22,10 +29,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     config.load(app, test_config)
     configure_logging(app)
     register_extensions(app)
+    throttle.init_app(app)
     register_blueprints(app)
     jobs_broker.init_app(app)
     stream.init_app(app)
     errors.init_app(app)
+    security.init_app(app)
     register_commands(app)
     return app
 

@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -18,8 +19,10 @@ _INTEGERS = {
     "JOBS_REAPER_GRACE",
     "SSE_HEARTBEAT_SECONDS",
     "SSE_MAX_STREAM_SECONDS",
+    "MAX_CONTENT_LENGTH",
+    "PROXY_COUNT",
 }
-_BOOLEANS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND"}
+_BOOLEANS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "HTTPS_ONLY"}
 _STRINGS = {
     "MICROBLOG_ENV",
     "SECRET_KEY",
@@ -30,6 +33,9 @@ _STRINGS = {
     "MAIL_DEFAULT_SENDER",
     "PUBLIC_URL",
     "LOG_LEVEL",
+    "LOGIN_LIMIT_PER_ACCOUNT",
+    "LOGIN_LIMIT_PER_ADDRESS",
+    "REGISTER_LIMIT_PER_ADDRESS",
 }
 
 
@@ -79,6 +85,26 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SSE_MAX_STREAM_SECONDS": 300,
         # Level of the app's own log lines (gunicorn reads the same variable for its own).
         "LOG_LEVEL": "info",
+        # Secure cookies and HSTS; None follows MICROBLOG_ENV (on in production). Turn it off
+        # only where the site is really served over plain HTTP.
+        "HTTPS_ONLY": None,
+        # Proxies in front of the app whose X-Forwarded-For is believed (docker-compose: 1).
+        "PROXY_COUNT": 0,
+        # Largest request body accepted; every form here is far smaller. Bigger is a 413.
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        # Cookies go along with top-level navigation only, never with another site's requests.
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        # How long "Remember me" (and any sign-in) lasts before signing in again.
+        "REMEMBER_COOKIE_DURATION": timedelta(days=30),
+        "REMEMBER_COOKIE_NAME": "remember_token",
+        # Throttles, in the limits library's notation, counted in Redis across processes.
+        "LOGIN_LIMIT_PER_ACCOUNT": "10 per minute",
+        "LOGIN_LIMIT_PER_ADDRESS": "60 per minute",
+        "REGISTER_LIMIT_PER_ADDRESS": "10 per hour",
+        "THROTTLE_ENABLED": True,
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         # Bootstrap's CSS and JS come from the app itself, never a CDN.
         "BOOTSTRAP_SERVE_LOCAL": True,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
@@ -117,3 +143,12 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
         if app.config["MICROBLOG_ENV"] == "production":
             raise RuntimeError("SECRET_KEY must be set when MICROBLOG_ENV is production.")
         app.config["SECRET_KEY"] = "development-only-not-secret"
+    derive(app.config)
+
+
+def derive(config: dict[str, Any]) -> None:
+    """Fill the settings that follow from others."""
+    if config["HTTPS_ONLY"] is None:
+        config["HTTPS_ONLY"] = config["MICROBLOG_ENV"] == "production"
+    config["SESSION_COOKIE_SECURE"] = config["REMEMBER_COOKIE_SECURE"] = config["HTTPS_ONLY"]
+    config.setdefault("THROTTLE_STORAGE_URI", config["REDIS_URL"])

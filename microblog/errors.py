@@ -1,23 +1,34 @@
 """Error pages in the site's look, and JSON errors for clients that ask for JSON."""
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, flash, jsonify, redirect, render_template, request
+from flask_login.utils import login_url
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, Unauthorized
 
-from microblog.extensions import db
+from microblog.extensions import db, login_manager
 
 
-def _wants_json() -> bool:
-    return request.accept_mimetypes.accept_json and not request.accept_mimetypes.accept_html
+def wants_json() -> bool:
+    """Return whether the client prefers JSON to HTML: the one place that decides it."""
+    return request.accept_mimetypes.best_match(("text/html", "application/json")) == (
+        "application/json"
+    )
 
 
 def handle_http_error(error: HTTPException):
-    """Render any 4xx/5xx with its own status and a readable explanation."""
+    """Render any 4xx/5xx with its own status, headers and a readable explanation."""
     if error.code and error.code >= 500:
         db.session.rollback()
-    if _wants_json():
-        return jsonify(error=error.name, message=error.description), error.code
-    return render_template("errors/error.html", error=error), error.code
+    if wants_json():
+        response = jsonify(error=error.name, message=error.description)
+    else:
+        response = current_app.make_response(render_template("errors/error.html", error=error))
+    response.status_code = error.code or 500
+    # Allow on a 405, WWW-Authenticate on a 401, Retry-After on a 429...
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def handle_csrf_error(error: CSRFError):
@@ -29,13 +40,29 @@ def handle_csrf_error(error: CSRFError):
     return handle_http_error(error)
 
 
+def handle_too_large(error: HTTPException):
+    limit_kb = current_app.config["MAX_CONTENT_LENGTH"] // 1024
+    error.description = f"The request is larger than this site accepts ({limit_kb} KB)."
+    return handle_http_error(error)
+
+
 def handle_unexpected_error(error: Exception):
     """Log the crash and show the 500 page; never leak the traceback."""
     current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
     return handle_http_error(InternalServerError())
 
 
+def handle_unauthorized():
+    """Send browsers to the login page and come back; tell scripts 401 in JSON."""
+    if wants_json():
+        return handle_http_error(Unauthorized("Sign in first."))
+    flash(login_manager.login_message, login_manager.login_message_category)
+    return redirect(login_url(login_manager.login_view, next_url=request.url))
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(413, handle_too_large)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected_error)
+    login_manager.unauthorized_handler(handle_unauthorized)

@@ -29,7 +29,8 @@ from microblog.jobs import events
 log = logging.getLogger(__name__)
 
 RETRY_MS = 3000
-_EVENT_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+# A Redis stream id: two unsigned 64-bit integers in ASCII digits ("1700000000000-3").
+_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 _CLOSED = object()  # put on a listener's queue when the shared subscription is lost
 
 
@@ -142,7 +143,8 @@ def resume_point() -> str | None:
     last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     if last_id is None:
         return None
-    if not _EVENT_ID.match(last_id):
+    match = _EVENT_ID.fullmatch(last_id)
+    if not match or any(int(part) >= 2**64 for part in match.groups("0")):
         abort(400, "Last-Event-ID is not an event id.")
     return last_id
 

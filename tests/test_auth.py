@@ -30,13 +30,20 @@ def test_register_creates_user_and_redirects_to_login(client, app):
     ("field", "value", "message"),
     [
         ("username", "alice", "That username is taken"),
-        ("username", "a b", "Use only letters"),
+        ("username", "a b", "Use letters, digits"),
+        ("username", "alice\n", "Use letters, digits"),
+        ("username", "alice.", "Use letters, digits"),
+        ("username", "Alice", "That username is taken"),
+        ("username", "ＡＬＩＣＥ", "That username is taken"),
+        ("username", "al\x00ice", "Remove the control characters"),
+        ("email", "Alice@Example.COM ", "An account with that email already exists"),
         ("username", "", "This field is required"),
         ("email", "ALICE@example.com", "An account with that email already exists"),
         ("email", "not-an-email", "Invalid email address"),
         ("password", "short1", "at least 8 characters"),
         ("password", "lettersonly", "Mix letters with digits"),
         ("password2", "something-else-1", "The passwords do not match"),
+        ("password", "a-1" * 43, "at most 128 characters"),
     ],
 )
 def test_register_refuses_bad_input_with_a_clear_message(

@@ -53,6 +53,14 @@ def worker_process(live_env, tmp_path):
 def page(browser, gunicorn_server):
     context = browser.new_context(base_url=gunicorn_server)
     page = context.new_page()
+    # Whatever the Content-Security-Policy refuses is reported on the console.
+    page.refused_by_csp = []
+    page.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text and page.refused_by_csp.append(message.text)
+        ),
+    )
     yield page
     context.close()
 
@@ -101,6 +109,8 @@ def test_export_progress_moves_live_and_survives_a_reload(page, live_user, worke
     page.reload()
     after_reload = bar_value(page)
     assert 0 < after_reload < 100 and after_reload >= midway, (midway, after_reload)
+    width = page.locator("#tasks .progress-bar").first.evaluate("bar => bar.style.width")
+    assert width.endswith("%") and float(width[:-1]) >= after_reload, width
     page.wait_for_selector("#tasks .task-download", timeout=60_000)
 
     # Then it reaches 100 % with the download link, and the button is enabled again
@@ -111,6 +121,7 @@ def test_export_progress_moves_live_and_survives_a_reload(page, live_user, worke
     href = page.locator("#tasks .task-download").first.get_attribute("href")
     assert href.startswith("/exports/") and href.endswith("/download")
     screenshot(page, "export-finished.png")
+    assert page.refused_by_csp == []
 
 
 def test_page_works_with_javascript_off(browser, gunicorn_server, live_user):

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from microblog.exports.jobs import export_posts
 from microblog.exports.models import Archive
+from microblog.exports.views import attachment
 from microblog.extensions import db, mail
 from microblog.jobs.launch import TaskAlreadyActive, launch
 from microblog.jobs.models import Task, TaskStatus
@@ -121,6 +122,24 @@ def test_export_is_refused_while_one_is_running(client, auth, app):
         assert db.session.scalar(select(func.count(Task.id))) == 1
 
 
+def test_scripts_get_202_then_409_with_json(client, auth):
+    # Given a script (it asks for JSON) and no worker, so the first export stays queued
+    auth.signed_in("alice")
+    json_please = {"Accept": "application/json"}
+    # When it starts an export twice
+    first = client.post("/exports", headers=json_please)
+    second = client.post("/exports", headers=json_please)
+    # Then the first is accepted with its task id, and the second refused while it is active
+    assert first.status_code == 202
+    assert re.fullmatch(r"[0-9a-f]{32}", first.get_json()["task_id"])
+    assert second.status_code == 409
+    assert second.get_json() == {
+        "message": "An export of your posts is already in progress.",
+        "level": "warning",
+        "task_id": None,
+    }
+
+
 def test_concurrent_launches_create_exactly_one_task(app, make_user):
     alice_id = make_user("alice")
     barrier = threading.Barrier(4)
@@ -210,3 +229,11 @@ def test_task_state_is_readable_as_json_by_its_owner(client, auth, app):
     task = only_task(app)
     data = client.get(f"/tasks/{task.id}").get_json()
     assert data["status"] == "queued" and data["name"] == "export_posts" and data["url"] is None
+
+
+def test_a_download_name_cannot_break_out_of_its_header():
+    # An account made before usernames were checked may hold any character.
+    header = attachment('microblog-al\nice"; x=ü.json.gz')
+    assert "\n" not in header and header.count('"') == 2
+    assert header.startswith('attachment; filename="microblog-al_ice___x__.json.gz"')
+    assert header.endswith("filename*=UTF-8''microblog-al%0Aice%22%3B%20x%3D%C3%BC.json.gz")

@@ -25,6 +25,13 @@ def test_redis_down_at_launch_gives_a_clear_message_and_no_stuck_task(client, au
         assert "job queue is unreachable" in task.error
 
 
+def test_scripts_are_told_503_when_the_queue_is_unreachable(client, auth):
+    auth.signed_in("alice")
+    response = client.post("/exports", headers={"Accept": "application/json"})
+    assert response.status_code == 503
+    assert "the job queue is unreachable" in response.get_json()["message"]
+
+
 def test_pages_render_while_redis_is_down(client, auth):
     auth.signed_in("alice")
     assert client.get("/").status_code == 200

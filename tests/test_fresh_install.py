@@ -181,6 +181,7 @@ def image_env(image, database_url, redis_server, smtp_server) -> dict[str, str]:
         "HOME": str(image),
         "MICROBLOG_ENV": "production",
         "SECRET_KEY": "image-test",
+        "HTTPS_ONLY": "false",  # served over plain HTTP on loopback, with no TLS proxy in front
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
         "MAIL_SERVER": "127.0.0.1",

@@ -9,6 +9,7 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, text
 
 from microblog import create_app
+from microblog.auth.models import find_user
 from microblog.extensions import db
 from tests.databases import migrate
 
@@ -72,4 +73,35 @@ def test_migrations_downgrade_to_an_empty_database(empty_database):
         upgrade()
         downgrade(revision="base")
         assert inspect(db.engine).get_table_names() == ["alembic_version"]
+        db.engine.dispose()
+
+
+def test_look_alike_accounts_made_before_the_rule_keep_working(empty_database):
+    # Given accounts made before canonical names: two that differ only in case
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database()})
+    with app.app_context():
+        upgrade(revision="0002")
+        for name, email in (("alice", "alice@example.com"), ("Alice", "ALICE@example.com"),
+                            ("bob", "bob@example.com")):  # fmt: skip
+            db.session.execute(
+                text("INSERT INTO \"user\" (username, email, password_hash, last_seen) "
+                     "VALUES (:name, :email, 'x', CURRENT_TIMESTAMP)"),
+                {"name": name, "email": email},
+            )  # fmt: skip
+        db.session.commit()
+        # When the migration adds the canonical keys
+        upgrade()
+        # Then the oldest look-alike holds each key, and every account is found by its name
+        keys = db.session.execute(
+            text('SELECT username, username_key, email_key FROM "user" ORDER BY id')
+        ).all()
+        assert keys == [
+            ("alice", "alice", "alice@example.com"),
+            ("Alice", None, None),
+            ("bob", "bob", "bob@example.com"),
+        ]
+        assert [find_user(name).username for name in ("alice", "Alice", "ALICE", "BOB")] == [
+            "alice", "Alice", "alice", "bob"
+        ]  # fmt: skip
+        db.session.remove()
         db.engine.dispose()

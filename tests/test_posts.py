@@ -81,10 +81,11 @@ def test_timeline_is_paginated(client, auth, add_posts):
     assert "No posts yet." in client.get("/?page=99").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("page", ["abc", "-1", "0"])
-def test_bad_page_numbers_do_not_crash(client, auth, page):
+@pytest.mark.parametrize("path", ["/", "/explore", "/user/alice"])
+@pytest.mark.parametrize("page", ["abc", "-1", "0", "1000001", "922337203685477580", "١٢", "1e3"])
+def test_page_numbers_that_cannot_exist_are_404(client, auth, path, page):
     auth.signed_in("alice")
-    assert client.get(f"/explore?page={page}").status_code == 200
+    assert client.get(f"{path}?page={page}").status_code == 404
 
 
 def test_explore_shows_everyones_posts(client, auth, make_user, add_posts):

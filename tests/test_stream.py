@@ -117,12 +117,21 @@ def test_resume_point_in_the_query_works_like_the_header(
         reader.close()
 
 
-def test_a_forged_last_event_id_is_a_400(gunicorn_server, live_user):
+@pytest.mark.parametrize(
+    "last_id", ["1-0) OR 1", "18446744073709551616", "1-18446744073709551616", "١٢٣", "1\n"]
+)
+def test_a_last_event_id_redis_could_not_take_is_a_400(gunicorn_server, live_user, last_id):
+    # Each would otherwise open a stream that Redis ends at once, and the browser would
+    # reconnect every few seconds forever.
     _, name = live_user("alice")
-    response = live_session(gunicorn_server, name).get(
-        gunicorn_server + "/stream", headers={"Last-Event-ID": "1-0) OR 1"}, timeout=5
+    session = live_session(gunicorn_server, name)
+    response = session.get(
+        gunicorn_server + "/stream", params={"last_event_id": last_id}, timeout=5
     )
     assert response.status_code == 400
+    header = session.get(gunicorn_server + "/stream", headers={"Last-Event-ID": "1-0) OR 1"},
+                         timeout=5)  # fmt: skip
+    assert header.status_code == 400
 
 
 def test_an_idle_stream_gets_heartbeats(gunicorn_server, live_user, open_stream):

@@ -1,26 +1,36 @@
-"""Registration and login forms."""
+"""Registration, login and account forms."""
 
-from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+import unicodedata
+
+from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, StringField, SubmitField
-from wtforms.validators import (
-    DataRequired,
-    Email,
-    EqualTo,
-    Length,
-    Regexp,
-    ValidationError,
-)
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, ValidationError
 
-from microblog.auth.models import User
+from microblog.auth.models import User, canonical
 from microblog.extensions import db
+from microblog.forms import Form, Printable
 
+# Letters and digits at both ends, so "alice." or "alice_" cannot pass for "alice"; \Z, not $,
+# which would let a trailing newline through.
 USERNAME_RULE = Regexp(
-    r"^[A-Za-z0-9_.-]+$", message="Use only letters, digits, dots, dashes and underscores."
+    r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?\Z",
+    message="Use letters, digits, dots, dashes and underscores, starting and ending with a "
+    "letter or digit.",
 )
+# Long enough for any passphrase; short enough that hashing one costs nothing to worry about.
+MAX_PASSWORD_LENGTH = 128
 
 
-def strong_password(_form: FlaskForm, field: PasswordField) -> None:
+def nfkc(text: str | None) -> str | None:
+    """Fold compatibility forms, so that full-width "ＡＬＩＣＥ" is read as "ALICE"."""
+    return unicodedata.normalize("NFKC", text) if text else text
+
+
+def strip(text: str | None) -> str | None:
+    return text.strip() if text else text
+
+
+def strong_password(_form: Form, field: PasswordField) -> None:
     """Refuse short passwords and ones made of a single kind of character."""
     password = field.data or ""
     if len(password) < 8:
@@ -29,28 +39,67 @@ def strong_password(_form: FlaskForm, field: PasswordField) -> None:
         raise ValidationError("Mix letters with digits or symbols.")
 
 
-class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
+def password_field(label: str, *validators) -> PasswordField:
+    too_long = f"Use at most {MAX_PASSWORD_LENGTH} characters."
+    return PasswordField(
+        label,
+        validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH, message=too_long), Printable(),
+                    *validators],
+    )  # fmt: skip
+
+
+def username_field() -> StringField:
+    return StringField(
+        "Username",
+        filters=[nfkc],
+        validators=[DataRequired(), Length(3, 64), Printable(), USERNAME_RULE],
+    )
+
+
+def username_taken(username: str) -> bool:
+    """Return whether an account uses this name, in any case or Unicode form."""
+    key = canonical(username)
+    return db.session.scalar(select(User.id).where(User.username_key == key)) is not None
+
+
+class LoginForm(Form):
+    username = StringField(
+        "Username", filters=[strip], validators=[DataRequired(), Length(max=64), Printable()]
+    )
+    password = password_field("Password")
     remember_me = BooleanField("Remember me")
     submit = SubmitField("Sign in")
 
 
-class RegistrationForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(), Length(3, 64), USERNAME_RULE])
-    email = StringField("Email", validators=[DataRequired(), Email(), Length(max=120)])
-    password = PasswordField("Password", validators=[DataRequired(), strong_password])
-    password2 = PasswordField(
-        "Repeat password",
-        validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+class RegistrationForm(Form):
+    username = username_field()
+    email = StringField(
+        "Email", filters=[strip], validators=[DataRequired(), Printable(), Length(max=120), Email()]
+    )
+    password = password_field("Password", strong_password)
+    password2 = password_field(
+        "Repeat password", EqualTo("password", message="The passwords do not match.")
     )
     submit = SubmitField("Register")
 
     def validate_username(self, field: StringField) -> None:
-        if db.session.scalar(select(User.id).where(User.username == field.data)):
+        if not field.errors and username_taken(field.data):
             raise ValidationError("That username is taken; please choose another.")
 
     def validate_email(self, field: StringField) -> None:
-        email = field.data.lower()
-        if db.session.scalar(select(User.id).where(func.lower(User.email) == email)):
+        owner = select(User.id).where(User.email_key == canonical(field.data or ""))
+        if not field.errors and db.session.scalar(owner) is not None:
             raise ValidationError("An account with that email already exists.")
+
+
+class PasswordChangeForm(Form):
+    current_password = password_field("Current password")
+    password = password_field("New password", strong_password)
+    password2 = password_field(
+        "Repeat new password", EqualTo("password", message="The passwords do not match.")
+    )
+    submit = SubmitField("Change password")
+
+
+class SignOutEverywhereForm(Form):
+    submit = SubmitField("Sign out everywhere")

@@ -1,15 +1,16 @@
 """The User model and the follower relation."""
 
+import unicodedata
 from datetime import datetime
 from hashlib import md5
 
 from flask_login import UserMixin
 from sqlalchemy import Column, ForeignKey, String, Table, Text, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from microblog.extensions import db, login_manager
+from microblog.extensions import db
 from microblog.models import utcnow
 from microblog.types import UTCDateTime
 
@@ -25,6 +26,10 @@ class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(120), unique=True)
+    # canonical() of each: two accounts may not differ only in case or Unicode form. None only
+    # for accounts made before the rule that clash with an older one (reachable by exact name).
+    username_key: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    email_key: Mapped[str | None] = mapped_column(String(120), index=True, unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     about_me: Mapped[str | None] = mapped_column(Text)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -44,8 +49,25 @@ class User(UserMixin, db.Model):
         lazy="selectin",
     )
 
+    # The token of the sign-in this request came with (see microblog.auth.sessions).
+    sign_in_token = None
+
     def __repr__(self) -> str:
         return f"<User {self.username}>"
+
+    @validates("username")
+    def _key_username(self, _key: str, username: str) -> str:
+        self.username_key = canonical(username)
+        return username
+
+    @validates("email")
+    def _key_email(self, _key: str, email: str) -> str:
+        self.email_key = canonical(email)
+        return email
+
+    def get_id(self) -> str | None:
+        """Name the sign-in, not the user: revoking it signs that browser out."""
+        return self.sign_in_token
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
@@ -53,10 +75,10 @@ class User(UserMixin, db.Model):
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
 
-    def avatar_colour(self) -> str:
-        """Return a stable CSS colour for the avatar; no third-party image service sees users."""
-        digest = md5(self.email.lower().encode(), usedforsecurity=False).hexdigest()
-        return f"#{digest[:6]}"
+    def avatar_hue(self) -> int:
+        """Return a stable avatar colour, 0–11; no third-party image service sees users."""
+        digest = md5(self.email.lower().encode(), usedforsecurity=False).digest()
+        return digest[0] % 12
 
     def is_following(self, user: "User") -> bool:
         return user in self.following
@@ -82,13 +104,16 @@ def unfollow(follower_id: int, followed_id: int) -> None:
     )
 
 
-@login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    if not user_id.isdigit():
-        return None
-    return db.session.get(User, int(user_id))
+def canonical(text: str) -> str:
+    """Return the form look-alike names share: ``ＡＬＩＣＥ`` and ``Alice`` → ``alice``."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
 def find_user(username: str) -> User | None:
-    """Return the user with that username, or None."""
-    return db.session.scalar(select(User).where(User.username == username))
+    """Return the user with that username, exactly or in its canonical form, or None."""
+    if not 0 < len(username) <= 64 or "\x00" in username:
+        return None  # cannot be anyone's; and PostgreSQL refuses NUL in a query
+    exact = db.session.scalar(select(User).where(User.username == username))
+    if exact is not None:
+        return exact
+    return db.session.scalar(select(User).where(User.username_key == canonical(username)))

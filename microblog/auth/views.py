@@ -1,14 +1,30 @@
-"""Register, log in and log out."""
+"""Register, sign in and out, change the password, sign out everywhere."""
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
 
-from microblog.auth.forms import LoginForm, RegistrationForm
-from microblog.auth.models import User, find_user
+from microblog.auth.forms import (
+    LoginForm,
+    PasswordChangeForm,
+    RegistrationForm,
+    SignOutEverywhereForm,
+)
+from microblog.auth.models import User, canonical, find_user
+from microblog.auth.sessions import close_all_sign_ins, close_sign_in, open_sign_in
 from microblog.extensions import db
+from microblog.throttle import limit
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -23,7 +39,30 @@ def safe_next_url(target: str | None) -> str | None:
     return target
 
 
+def account_key() -> str:
+    """Name the account a login attempt is for, however its name is spelt."""
+    return "account:" + canonical(request.form.get("username", "").strip())[:64]
+
+
+def sign_in(user: User, remember: bool) -> None:
+    """Start a fresh session for ``user`` in this browser; commits.
+
+    The old session is dropped whole, CSRF token included: nothing an anonymous visitor (or
+    someone who planted the cookie) held carries over into the signed-in session.
+    """
+    session.clear()
+    open_sign_in(user)
+    db.session.commit()
+    login_user(user, remember=remember)
+
+
+def sign_out() -> None:
+    logout_user()
+    session.clear()
+
+
 @bp.route("/register", methods=["GET", "POST"])
+@limit("REGISTER_LIMIT_PER_ADDRESS")
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("posts.index"))
@@ -45,6 +84,8 @@ def register():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limit("LOGIN_LIMIT_PER_ADDRESS")
+@limit("LOGIN_LIMIT_PER_ACCOUNT", key=account_key)
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("posts.index"))
@@ -54,7 +95,7 @@ def login():
         if user is None or not user.check_password(form.password.data):
             flash("Invalid username or password.", "danger")
             return render_template("auth/login.html", form=form), 400
-        login_user(user, remember=form.remember_me.data)
+        sign_in(user, remember=form.remember_me.data)
         return redirect(safe_next_url(request.args.get("next")) or url_for("posts.index"))
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
 
@@ -62,6 +103,38 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    logout_user()
+    close_sign_in(current_user)
+    db.session.commit()
+    sign_out()
     flash("You have been signed out.", "info")
     return redirect(url_for("posts.index"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account():
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        if not user.check_password(form.current_password.data):
+            form.current_password.errors.append("That is not your current password.")
+        else:
+            user.set_password(form.password.data)
+            close_all_sign_ins(user)
+            remembered = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
+            sign_in(user, remember=remembered)
+            flash("Your password is changed; every other device is signed out.", "success")
+            return redirect(url_for("auth.account"))
+    return render_template(
+        "auth/account.html", title="Account", form=form, everywhere=SignOutEverywhereForm()
+    ), 400 if form.errors else 200
+
+
+@bp.route("/sign_out_everywhere", methods=["POST"])
+@login_required
+def sign_out_everywhere():
+    close_all_sign_ins(current_user)
+    db.session.commit()
+    sign_out()
+    flash("You have been signed out on every device.", "info")
+    return redirect(url_for("auth.login"))

@@ -1,17 +1,20 @@
 """Start an export and download the archive."""
 
+import re
+from urllib.parse import quote
+
 from flask import (
     Blueprint,
     Response,
     flash,
     redirect,
     render_template,
-    request,
     stream_with_context,
     url_for,
 )
 from flask_login import current_user, login_required
 
+from microblog.errors import wants_json
 from microblog.exports.jobs import export_posts
 from microblog.exports.models import Archive, archive_chunks
 from microblog.extensions import db
@@ -37,7 +40,7 @@ def start():
     else:
         status, level = 202, "info"
         message = "Your export has started. We will email you when it is ready."
-    if request.accept_mimetypes.best == "application/json":
+    if wants_json():
         task_id = task.id if status == 202 else None
         return {"message": message, "level": level, "task_id": task_id}, status
     flash(message, level)
@@ -54,7 +57,17 @@ def download(task_id: str):
     if archive is None or archive.is_expired():
         return render_template("exports/expired.html", task=task), 410
     response = Response(stream_with_context(archive_chunks(task.id)), mimetype="application/gzip")
-    response.headers["Content-Disposition"] = f'attachment; filename="{archive.filename}"'
+    response.headers["Content-Disposition"] = attachment(archive.filename)
     response.headers["Content-Length"] = str(archive.size)
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+def attachment(filename: str) -> str:
+    """Return a Content-Disposition naming ``filename`` safely, whatever characters it holds.
+
+    Browsers use the UTF-8 ``filename*``; the plain ``filename`` is an ASCII stand-in for old
+    clients, and neither can break out of the header.
+    """
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"

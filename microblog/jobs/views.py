@@ -1,5 +1,6 @@
 """Task state for pages and scripts: always read from the Task table."""
 
+import re
 from datetime import timedelta
 
 from flask import Blueprint, abort, has_request_context, jsonify
@@ -16,10 +17,13 @@ from microblog.stream import stream_url
 bp = Blueprint("jobs", __name__, url_prefix="/tasks")
 
 RECENT = timedelta(hours=1)
+_TASK_ID = re.compile(r"[0-9a-f]{32}")  # what new_task_id makes
 
 
 def own_task_or_404(task_id: str) -> Task:
     """Return the signed-in user's task; anyone else's is indistinguishable from none."""
+    if not _TASK_ID.fullmatch(task_id):
+        abort(404)
     task = db.session.scalar(
         select(Task).where(Task.id == task_id, Task.user_id == current_user.id)
     )

@@ -1,38 +1,45 @@
-"""Forms for writing posts, editing a profile and the follow buttons."""
+"""Forms for writing posts and editing a profile."""
 
-from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from microblog.auth.forms import USERNAME_RULE
-from microblog.auth.models import find_user
+from microblog.auth.forms import username_field
+from microblog.auth.models import User, canonical
+from microblog.extensions import db
+from microblog.forms import Form, Printable, visible
 from microblog.posts.models import MAX_POST_LENGTH
 
 
-class PostForm(FlaskForm):
+class PostForm(Form):
     post = TextAreaField(
         "Say something",
         validators=[
             DataRequired(message="A post cannot be empty."),
             Length(max=MAX_POST_LENGTH, message=f"Keep posts to {MAX_POST_LENGTH} characters."),
+            Printable(multiline=True),
         ],
     )
     submit = SubmitField("Post")
 
     def validate_post(self, field: TextAreaField) -> None:
-        if not field.data.strip():
-            raise ValidationError("A post cannot be empty.")
+        if not field.errors and not visible(field.data):
+            raise ValidationError("A post needs at least one visible character.")
 
 
-class EditProfileForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(), Length(3, 64), USERNAME_RULE])
-    about_me = TextAreaField("About me", validators=[Length(max=500)])
+class EditProfileForm(Form):
+    username = username_field()
+    about_me = TextAreaField("About me", validators=[Length(max=500), Printable(multiline=True)])
     submit = SubmitField("Save")
 
-    def __init__(self, original_username: str, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.original_username = original_username
+    def __init__(self, user_id: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.user_id = user_id
 
     def validate_username(self, field: StringField) -> None:
-        if field.data != self.original_username and find_user(field.data) is not None:
+        if field.errors:
+            return
+        key = canonical(field.data)
+        other = select(User.id).where(User.username_key == key, User.id != self.user_id)
+        if db.session.scalar(other) is not None:
             raise ValidationError("That username is taken; please choose another.")

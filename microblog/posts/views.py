@@ -29,8 +29,19 @@ def record_last_seen() -> None:
             db.session.commit()
 
 
+# Far past any real list, far below the database's integer range that OFFSET is computed in.
+MAX_PAGE = 1_000_000
+
+
 def paginate(query: Select):
-    return db.paginate(query, per_page=current_app.config["POSTS_PER_PAGE"], error_out=False)
+    """Return the requested page of ``query``; a page number that cannot exist is a 404."""
+    number = request.args.get("page", "1")
+    digits = number.isascii() and number.isdigit() and len(number) <= len(str(MAX_PAGE))
+    if not (digits and 1 <= int(number) <= MAX_PAGE):
+        abort(404, "There is no such page.")
+    page = int(number)
+    per_page = current_app.config["POSTS_PER_PAGE"]
+    return db.paginate(query, page=page, per_page=per_page, error_out=False)
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -68,7 +79,7 @@ def user(username: str):
 @bp.route("/edit_profile", methods=["GET", "POST"])
 @login_required
 def edit_profile():
-    form = EditProfileForm(current_user.username)
+    form = EditProfileForm(current_user.id)
     if form.validate_on_submit():
         current_user.username = form.username.data
         current_user.about_me = form.about_me.data
@@ -101,9 +112,9 @@ def _change_following(username: str, follow: bool):
         flash("You cannot follow yourself.", "warning")
     elif follow:
         users.follow(current_user.id, other.id)
-        flash(f"You are following {username}.", "success")
+        flash(f"You are following {other.username}.", "success")
     else:
         users.unfollow(current_user.id, other.id)
-        flash(f"You are not following {username}.", "info")
+        flash(f"You are not following {other.username}.", "info")
     db.session.commit()
-    return redirect(url_for("posts.user", username=username))
+    return redirect(url_for("posts.user", username=other.username))

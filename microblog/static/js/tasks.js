@@ -104,6 +104,11 @@
       });
   }
 
+  // The page carries each bar's progress as data, not as an inline style the CSP would refuse.
+  for (const bar of document.querySelectorAll("#tasks .progress")) {
+    bar.querySelector(".progress-bar").style.width = `${bar.getAttribute("aria-valuenow")}%`;
+  }
+
   const form = document.getElementById("export-form");
   if (form) form.addEventListener("submit", startExport);
 

@@ -1,0 +1,71 @@
+"""Sign-ins that can be revoked: one row per signed-in browser, named by a random token.
+
+Flask-Login keeps ``User.get_id()`` in the session cookie and in the remember-me cookie; here
+that id is the sign-in's token, not the user's id, so deleting the row (logout, a password
+change, "sign out everywhere") turns every copy of those cookies into an anonymous visitor's.
+The table keeps only a hash of each token: a leaked database cannot be replayed as cookies.
+"""
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import ForeignKey, String, delete, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from microblog.auth.models import User
+from microblog.extensions import db, login_manager
+from microblog.models import utcnow
+from microblog.types import UTCDateTime
+
+
+class SignIn(db.Model):
+    __tablename__ = "sign_in"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _oldest_valid() -> datetime:
+    return utcnow() - current_app.config["REMEMBER_COOKIE_DURATION"]
+
+
+def open_sign_in(user: User) -> None:
+    """Give ``user`` a new sign-in for this browser, and forget its expired ones; no commit."""
+    db.session.execute(
+        delete(SignIn).where(SignIn.user_id == user.id, SignIn.created_at < _oldest_valid())
+    )
+    user.sign_in_token = secrets.token_urlsafe(32)
+    db.session.add(SignIn(token_hash=_hash(user.sign_in_token), user_id=user.id))
+
+
+def close_sign_in(user: User) -> None:
+    """Revoke the sign-in this request came with; no commit."""
+    if user.sign_in_token:
+        db.session.execute(delete(SignIn).where(SignIn.token_hash == _hash(user.sign_in_token)))
+
+
+def close_all_sign_ins(user: User) -> None:
+    """Revoke every sign-in of ``user``, on every device; no commit."""
+    db.session.execute(delete(SignIn).where(SignIn.user_id == user.id))
+
+
+@login_manager.user_loader
+def load_user(token: str) -> User | None:
+    """Return the user a session or remember-me cookie names, if that sign-in still stands."""
+    if len(token) > 64:
+        return None
+    user = db.session.scalar(
+        select(User)
+        .join(SignIn, SignIn.user_id == User.id)
+        .where(SignIn.token_hash == _hash(token), SignIn.created_at >= _oldest_valid())
+    )
+    if user is not None:
+        user.sign_in_token = token
+    return user
