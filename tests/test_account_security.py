@@ -18,8 +18,11 @@ NEW_PASSWORD = "another-horse-7"
 
 
 @pytest.fixture
-def make_app(app_config):
-    """Build apps with changed settings; their database connections are closed afterwards."""
+def make_app(app, app_config):
+    """Build apps with changed settings, on ``app``'s database and freshly emptied Redis.
+
+    Their database connections are closed afterwards.
+    """
     made = []
 
     def make(**changes) -> Flask:
@@ -265,3 +268,22 @@ def test_error_pages_keep_the_exceptions_headers(client):
     response = client.delete("/auth/login")
     assert response.status_code == 405
     assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
+
+
+@pytest.mark.parametrize(("proxies", "separate"), [(1, True), (0, False)])
+def test_the_address_throttle_counts_the_client_the_proxy_names(make_app, proxies, separate):
+    # Given registration limited to one per address, behind `proxies` trusted proxies
+    app = make_app(PROXY_COUNT=proxies, REGISTER_LIMIT_PER_ADDRESS="1 per hour")
+    client = app.test_client()
+
+    def register(forwarded_for: str):
+        name = f"user{forwarded_for[-1]}"
+        form = {"username": name, "email": f"{name}@example.com", "password": PASSWORD,
+                "password2": PASSWORD}  # fmt: skip
+        return client.post("/auth/register", data=form, headers={"X-Forwarded-For": forwarded_for})
+
+    # When two clients register through the proxy
+    assert register("203.0.113.1").status_code == 302
+    second = register("203.0.113.2")
+    # Then with a trusted proxy each client has its own count; without, the header is ignored
+    assert second.status_code == (302 if separate else 429)
