@@ -99,7 +99,9 @@ def test_pages_have_no_inline_script_or_style(client, auth, app):
     auth.signed_in("alice")
     client.post("/", data={"post": "hello"})
     for path in ("/", "/explore", "/user/alice", "/edit_profile", "/auth/account"):
-        html = client.get(path).get_data(as_text=True)
+        response = client.get(path)
+        assert response.status_code == 200, path
+        html = response.get_data(as_text=True)
         # Then nothing the CSP would refuse is in them
         assert " style=" not in html, path
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
