@@ -14,7 +14,9 @@ _INTEGERS = {
     "EXPORT_ATTACHMENT_LIMIT",
     "EXPORT_RETENTION_DAYS",
     "JOBS_HEARTBEAT_TIMEOUT_MS",
-    "JOBS_MAINTENANCE_CHANCE",
+    "JOBS_MAINTENANCE_INTERVAL_MS",
+    "MAIL_TIMEOUT",
+    "DATABASE_STATEMENT_TIMEOUT_MS",
     "JOBS_REAPER_INTERVAL",
     "JOBS_REAPER_GRACE",
     "SSE_HEARTBEAT_SECONDS",
@@ -72,9 +74,16 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Days an export archive stays downloadable before the reaper deletes it.
         "EXPORT_RETENTION_DAYS": 7,
         # A worker silent this long is presumed dead and its unacked messages are redelivered.
-        "JOBS_HEARTBEAT_TIMEOUT_MS": 30_000,
-        # Broker calls per million that run queue maintenance (redelivery of dead workers' jobs).
-        "JOBS_MAINTENANCE_CHANCE": 50_000,
+        # Workers beat about once a second; a false suspicion costs a repeated attempt, never
+        # a double result (attempts are fenced).
+        "JOBS_HEARTBEAT_TIMEOUT_MS": 10_000,
+        # How often each worker process looks for dead workers' messages to redeliver.
+        "JOBS_MAINTENANCE_INTERVAL_MS": 1_000,
+        # Seconds the mail relay may take for any one step (connect, each reply, each write).
+        "MAIL_TIMEOUT": 30,
+        # PostgreSQL: longest statement; lock waits are capped at a sixth of it, and a session
+        # idle in a transaction for five times as long is ended. SQLite waits for locks 10 s.
+        "DATABASE_STATEMENT_TIMEOUT_MS": 60_000,
         # Seconds between two reaper passes in each worker process.
         "JOBS_REAPER_INTERVAL": 60,
         # Seconds an active task must sit untouched before the reaper may close it.
@@ -152,3 +161,19 @@ def derive(config: dict[str, Any]) -> None:
         config["HTTPS_ONLY"] = config["MICROBLOG_ENV"] == "production"
     config["SESSION_COOKIE_SECURE"] = config["REMEMBER_COOKIE_SECURE"] = config["HTTPS_ONLY"]
     config.setdefault("THROTTLE_STORAGE_URI", config["REDIS_URL"])
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = postgres_engine_options(
+            config["SQLALCHEMY_ENGINE_OPTIONS"], config["DATABASE_STATEMENT_TIMEOUT_MS"]
+        )
+
+
+def postgres_engine_options(options: dict[str, Any], statement_ms: int) -> dict[str, Any]:
+    """Bound every wait a PostgreSQL session can make: statements, locks, idle transactions."""
+    settings = {
+        "statement_timeout": statement_ms,
+        "lock_timeout": statement_ms // 6,
+        "idle_in_transaction_session_timeout": statement_ms * 5,
+    }
+    flags = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    connect_args = {**options.get("connect_args", {}), "options": flags, "connect_timeout": 10}
+    return {**options, "connect_args": connect_args}

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from microblog.extensions import db
-from microblog.stream import open_streams
+from microblog.stream import open_streams, subscription_state
 
 bp = Blueprint("health", __name__)
 
@@ -40,8 +40,13 @@ def run_checks() -> tuple[bool, dict[str, str]]:
 @bp.route("/healthz")
 def healthz():
     healthy, checks = run_checks()
+    # A stopped subscription would leave every open stream with heartbeats only.
+    subscription = subscription_state()
+    healthy = healthy and subscription != "stopped"
     status = "ok" if healthy else "degraded"
-    return jsonify(status=status, streams=open_streams(), **checks), 200 if healthy else 503
+    return jsonify(
+        status=status, streams=open_streams(), subscription=subscription, **checks
+    ), 200 if healthy else 503
 
 
 @click.command("check")

@@ -59,7 +59,8 @@ class Broadcaster:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._pid = os.getpid()
-        threading.Thread(target=self._run, name="sse-broadcaster", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="sse-broadcaster", daemon=True)
+        self._thread.start()
 
     @property
     def listener_count(self) -> int:
@@ -68,6 +69,12 @@ class Broadcaster:
 
     def wait_ready(self, timeout: float) -> bool:
         return self._ready.wait(timeout)
+
+    def state(self) -> str:
+        """Say whether events reach this process: "ok", "reconnecting" or "stopped"."""
+        if not self._thread.is_alive():
+            return "stopped"
+        return "ok" if self._ready.is_set() else "reconnecting"
 
     def listen(self, channel: str) -> queue.SimpleQueue:
         inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -88,10 +95,13 @@ class Broadcaster:
                 self._consume()
             except redis.RedisError as error:
                 log.warning("event subscription lost (%s); retrying in %.1fs", error, delay)
+            except Exception:  # never let one surprise end live updates for the whole process
+                log.exception("event subscription failed; retrying in %.1fs", delay)
+            subscribed = self._ready.is_set()
             self._ready.clear()
             self._close_all()
+            delay = 0.5 if subscribed else min(delay * 2, 10)  # back off only while failing
             time.sleep(delay)
-            delay = min(delay * 2, 10)
 
     def _consume(self) -> None:
         client = redis.Redis.from_url(self.redis_url, socket_keepalive=True)
@@ -105,7 +115,7 @@ class Broadcaster:
                 if raw is None:
                     pubsub.ping()  # a dead connection fails here instead of hanging forever
                 elif raw["type"] == "pmessage":
-                    self._deliver(raw["channel"].decode(), raw["data"])
+                    self._deliver(raw["channel"].decode(errors="replace"), raw["data"])
         finally:
             pubsub.close()
             client.close()
@@ -113,10 +123,15 @@ class Broadcaster:
     def _deliver(self, channel: str, data: bytes) -> None:
         with self._lock:
             inboxes = list(self._listeners.get(channel, ()))
-        if inboxes:
+        if not inboxes:
+            return
+        try:
             message = RenderedMessage(**json.loads(data))
-            for inbox in inboxes:
-                inbox.put(message)
+        except (ValueError, TypeError) as error:  # not what events.publish sends: drop it
+            log.warning("dropped a malformed message on %s: %s", channel, error)
+            return
+        for inbox in inboxes:
+            inbox.put(message)
 
     def _close_all(self) -> None:
         with self._lock:
@@ -235,10 +250,22 @@ def stream_url() -> str | None:
     return url_for("events.stream", last_event_id=last_id)
 
 
+def _hub() -> Broadcaster | None:
+    hub = current_app.extensions.get("microblog.broadcaster")
+    return hub if hub is not None and hub._pid == os.getpid() else None
+
+
 def open_streams() -> int:
     """Return how many streams this process is serving."""
-    hub = current_app.extensions.get("microblog.broadcaster")
-    return hub.listener_count if hub is not None and hub._pid == os.getpid() else 0
+    hub = _hub()
+    return hub.listener_count if hub is not None else 0
+
+
+def subscription_state() -> str:
+    """Say whether this process receives events: "idle" before its first stream, else
+    "ok", "reconnecting" or "stopped"."""
+    hub = _hub()
+    return hub.state() if hub is not None else "idle"
 
 
 def init_app(app: Flask) -> None:

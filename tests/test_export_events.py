@@ -36,6 +36,7 @@ def test_export_events_are_ordered_monotonic_and_finish_once(recorded_export):
         "name",
         "description",
         "status",
+        "attempt",
         "progress",
         "done",
         "total",

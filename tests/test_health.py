@@ -11,6 +11,7 @@ def test_health_is_ok_when_database_and_redis_answer(client):
         "database": "ok",
         "redis": "ok",
         "streams": 0,
+        "subscription": "idle",  # no stream has opened in this process yet
     }
 
 

@@ -4,15 +4,17 @@ import io
 import itertools
 import time
 
-from sqlalchemy import select
+import pytest
 
 from microblog.auth.models import User
 from microblog.exports.archive import write_archive
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
+from microblog.jobs.attempts import Attempt, AttemptSuperseded, start_attempt
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus, percentage
 from microblog.jobs.progress import ProgressReporter
+from microblog.jobs.runner import finish
 from tests.helpers import insert_posts
 
 
@@ -27,23 +29,23 @@ class FakeClock:
         return next(self._ticks) * self.step
 
 
-def running_task(app, user_id: int) -> Task:
+def running_task(app, user_id: int) -> tuple[Task, Attempt]:
+    """Launch an export and start its first attempt, as a worker would."""
     with app.app_context():
-        task = launch(export_posts, user_id)
-        task.start()
-        db.session.commit()
-        db.session.refresh(task)
+        task_id = launch(export_posts, user_id).id
+        attempt = start_attempt(task_id)
+        task = db.session.get(Task, task_id)
         db.session.expunge(task)
-        return task
+        return task, attempt
 
 
 def test_reporter_sends_a_bounded_number_of_updates_for_100000_items(
     app, make_user, recorded_events
 ):
     # Given a job of 100,000 items, each taking 1 ms on the reporter's clock (100 s in all)
-    task = running_task(app, make_user("alice"))
+    task, attempt = running_task(app, make_user("alice"))
     with app.app_context():
-        reporter = ProgressReporter(task, interval=0.1, clock=FakeClock(step=0.001))
+        reporter = ProgressReporter(task, attempt, interval=0.1, clock=FakeClock(step=0.001))
 
         # When every item is reported one by one
         reporter.start(100_000)
@@ -61,9 +63,9 @@ def test_reporter_sends_a_bounded_number_of_updates_for_100000_items(
 
 
 def test_reporter_always_sends_the_first_and_the_final_update(app, make_user):
-    task = running_task(app, make_user("alice"))
+    task, attempt = running_task(app, make_user("alice"))
     with app.app_context():
-        reporter = ProgressReporter(task, interval=3600, clock=FakeClock(step=0.001))
+        reporter = ProgressReporter(task, attempt, interval=3600, clock=FakeClock(step=0.001))
         reporter.start(500)
         reporter.advance(499)
         reporter.advance(1)
@@ -75,13 +77,13 @@ def test_reporter_always_sends_the_first_and_the_final_update(app, make_user):
 def test_the_export_reports_progress_by_the_clock_not_by_the_number_of_posts(app, make_user):
     # Given a user with 100,000 posts, read by the export 1,000 at a time
     alice = make_user("alice")
-    task = running_task(app, alice)
+    task, attempt = running_task(app, alice)
     with app.app_context():
         insert_posts(alice, [f"post {i}" for i in range(100_000)])
 
         # When each chunk takes 50 ms on the reporter's clock (100 chunks: 5 s in all)
         clock = FakeClock(step=0.05)
-        reporter = ProgressReporter(task, interval=0.1, clock=clock)
+        reporter = ProgressReporter(task, attempt, interval=0.1, clock=clock)
         write_archive(db.session.get(User, alice), io.BytesIO(), reporter)
 
     # Then about one update went out per 0.1 s of that clock, not one per post or chunk
@@ -123,16 +125,15 @@ def test_percentage_is_bounded_and_an_empty_job_is_complete():
 
 
 def test_a_finished_task_never_moves_again(app, make_user):
-    task = running_task(app, make_user("alice"))
+    # Given a task its attempt has finished
+    task, attempt = running_task(app, make_user("alice"))
     with app.app_context():
-        task = db.session.scalar(select(Task).where(Task.id == task.id))
-        task.succeed()
-        db.session.commit()
-        for change in (task.start, task.succeed, lambda: task.fail("late")):
-            try:
-                change()
-            except RuntimeError:
-                pass
-            else:
-                raise AssertionError(f"{change} moved a final task")
-        assert task.status == TaskStatus.SUCCEEDED
+        finish(attempt)
+        # Then no new attempt starts, and the old one can neither report nor finish again
+        assert start_attempt(task.id) is None
+        with pytest.raises(AttemptSuperseded):
+            ProgressReporter(task, attempt).start(10)
+        with pytest.raises(AttemptSuperseded):
+            finish(attempt, error="late")
+        row = db.session.get(Task, task.id)
+        assert (row.status, row.error, row.attempts) == (TaskStatus.SUCCEEDED, None, 1)

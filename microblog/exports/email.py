@@ -1,23 +1,30 @@
-"""The email that delivers an export."""
+"""The email that delivers an export: at most once per export, as far as SMTP allows."""
 
 import gzip
+import logging
+import smtplib
 
 from flask import current_app, render_template
 from flask_mail import Message
+from sqlalchemy import update
 
+from microblog import mailer
 from microblog.auth.models import User
 from microblog.exports.models import Archive, archive_chunks
-from microblog.extensions import mail
-from microblog.jobs.models import Task
+from microblog.extensions import db
+from microblog.jobs.attempts import Attempt, hold
+from microblog.models import utcnow
 from microblog.urls import public_url
 
+log = logging.getLogger(__name__)
 
-def send_export_email(user: User, task: Task, archive: Archive) -> None:
-    """Send the download link, with the JSON attached when it is small enough."""
+
+def export_email(user: User, archive: Archive) -> Message:
+    """Return the email with the download link, and the JSON attached when small enough."""
     context = {
         "user": user,
         "archive": archive,
-        "link": public_url("exports.download", task_id=task.id),
+        "link": public_url("exports.download", task_id=archive.task_id),
         "attached": archive.json_size <= current_app.config["EXPORT_ATTACHMENT_LIMIT"],
     }
     message = Message(
@@ -27,10 +34,39 @@ def send_export_email(user: User, task: Task, archive: Archive) -> None:
         html=render_template("exports/email.html", **context),
     )
     if context["attached"]:
-        message.attach("posts.json", "application/json", read_json(task.id))
+        message.attach("posts.json", "application/json", read_json(archive.task_id))
     # The same id on every attempt lets mail systems drop a duplicate of a retried send.
-    message.msgId = f"<export-{task.id}@microblog>"
-    mail.send(message)
+    message.msgId = f"<export-{archive.task_id}@microblog>"
+    return message
+
+
+def deliver_export_email(user: User, archive: Archive, attempt: Attempt) -> None:
+    """Send the export's email unless an earlier attempt may have; commits.
+
+    The archive records "sending" just before the message data goes out and "sent" once the
+    relay accepted it, each fenced by ``attempt``. A redelivered attempt that finds "sending"
+    without "sent" cannot know whether the relay got the message, and does not send again.
+    """
+    task_id = archive.task_id
+    if archive.email_sending_at is not None:
+        log.warning("task %s: the email may have reached the relay already; not sent again",
+                    task_id)  # fmt: skip
+        return
+    message = export_email(user, archive)
+    db.session.commit()  # nothing of the database is held while the relay talks
+    try:
+        mailer.send(message, before_data=lambda: mark(task_id, attempt, email_sending_at=utcnow()))
+    except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
+        mark(task_id, attempt, email_sending_at=None)  # refused: the relay does not have it
+        raise
+    mark(task_id, attempt, emailed_at=utcnow())
+
+
+def mark(task_id: str, attempt: Attempt, **values) -> None:
+    """Record an email step on the archive, if ``attempt`` still owns its task; commits."""
+    with db.engine.begin() as connection:
+        hold(connection, attempt)
+        connection.execute(update(Archive).where(Archive.task_id == task_id).values(**values))
 
 
 def read_json(task_id: str) -> bytes:

@@ -8,9 +8,10 @@ from sqlalchemy import delete, insert, select
 
 from microblog.auth.models import User
 from microblog.exports.archive import spooled_file, write_archive
-from microblog.exports.email import send_export_email
+from microblog.exports.email import deliver_export_email
 from microblog.exports.models import CHUNK_SIZE, Archive, ArchiveChunk
 from microblog.extensions import db
+from microblog.jobs.attempts import hold
 from microblog.jobs.models import Task
 from microblog.jobs.progress import ProgressReporter
 from microblog.jobs.reaper import chore
@@ -26,9 +27,7 @@ def export_posts(task: Task, progress: ProgressReporter) -> None:
         raise JobError("Your account no longer exists.")
     archive = db.session.get(Archive, task.id) or build_and_store(task, user, progress)
     if archive.emailed_at is None:
-        send_export_email(user, task, archive)
-        archive.emailed_at = utcnow()
-        db.session.commit()
+        deliver_export_email(user, archive, progress.attempt)
 
 
 def build_and_store(task: Task, user: User, progress: ProgressReporter) -> Archive:
@@ -46,6 +45,7 @@ def build_and_store(task: Task, user: User, progress: ProgressReporter) -> Archi
         db.session.add(archive)
         db.session.flush()  # the chunks refer to it
         store_chunks(task.id, buffer)
+        hold(db.session, progress.attempt)  # only the task's current attempt stores it
         db.session.commit()
     return archive
 

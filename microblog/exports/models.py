@@ -27,6 +27,9 @@ class Archive(db.Model):
     post_count: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Set just before the message data goes to the relay, then emailed_at once it accepted:
+    # "sending" without "sent" means the relay may have it, so it is not sent again.
+    email_sending_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def is_expired(self, now: datetime | None = None) -> bool:
@@ -42,14 +45,19 @@ class ArchiveChunk(db.Model):
 
 
 def archive_chunks(task_id: str):
-    """Yield the archive's bytes chunk by chunk, each read by its own query."""
+    """Yield the archive's bytes chunk by chunk, each read on a connection held only for it.
+
+    A download may take minutes; a pooled connection held for all of it would let a few slow
+    clients exhaust the pool and stall every page of the process.
+    """
     seq = 0
     while True:
-        data = db.session.scalar(
-            select(ArchiveChunk.data).where(
-                ArchiveChunk.task_id == task_id, ArchiveChunk.seq == seq
+        with db.engine.connect() as connection:
+            data = connection.scalar(
+                select(ArchiveChunk.data).where(
+                    ArchiveChunk.task_id == task_id, ArchiveChunk.seq == seq
+                )
             )
-        )
         if data is None:
             return
         yield data

@@ -56,6 +56,9 @@ def download(task_id: str):
         return render_template("exports/unavailable.html", task=task), 409
     if archive is None or archive.is_expired():
         return render_template("exports/expired.html", task=task), 410
+    # The transfer may take minutes: hand the session's connection back to the pool now;
+    # each chunk is read on a connection of its own (see archive_chunks).
+    db.session.close()
     response = Response(stream_with_context(archive_chunks(task.id)), mimetype="application/gzip")
     response.headers["Content-Disposition"] = attachment(archive.filename)
     response.headers["Content-Length"] = str(archive.size)

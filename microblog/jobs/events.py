@@ -87,6 +87,7 @@ def task_data(task: Task, url: str | None = None) -> dict[str, Any]:
         "name": task.name,
         "description": task.description,
         "status": str(task.status),
+        "attempt": task.attempts,
         "progress": task.progress,
         "done": task.done,
         "total": task.total,

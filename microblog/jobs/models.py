@@ -78,23 +78,6 @@ class Task(db.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    def start(self) -> None:
-        """Mark the task running for a new attempt, from scratch."""
-        self._ensure_not_final()
-        self.status = TaskStatus.RUNNING
-        self.attempts += 1
-        self.started_at = utcnow()
-        self.done, self.progress = 0, 0
-
-    def succeed(self) -> None:
-        self._ensure_not_final()
-        self.status = TaskStatus.SUCCEEDED
-        self.progress = 100
-        if self.total is not None:
-            self.done = self.total
-        self.error = None
-        self.finished_at = utcnow()
-
     def fail(self, reason: str) -> None:
         self._ensure_not_final()
         self.status = TaskStatus.FAILED

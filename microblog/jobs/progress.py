@@ -5,12 +5,11 @@ import time
 from collections.abc import Callable
 
 import redis
-from sqlalchemy import update
 
 from microblog.extensions import db
 from microblog.jobs import events
+from microblog.jobs.attempts import Attempt, hold
 from microblog.jobs.models import Task, TaskStatus, percentage
-from microblog.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +20,19 @@ class ProgressReporter:
     Call :meth:`start` with the total, :meth:`advance` as work gets done (as often as you
     like: it only compares clocks), and :meth:`finish` at the end. The first and the final
     update always go out. Each update is its own short transaction on the task row, on its
-    own connection, so it never commits the job's session, plus one published event.
+    own connection, so it never commits the job's session, plus one published event. It is
+    fenced by ``attempt``: an attempt that lost its task raises ``AttemptSuperseded`` here.
     """
 
     def __init__(
         self,
         task: Task,
+        attempt: Attempt,
         interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.task = task
+        self.attempt = attempt
         self.interval = interval
         self.clock = clock
         self.done = 0
@@ -58,11 +60,7 @@ class ProgressReporter:
         self.updates += 1
         progress = percentage(self.done, self.total)
         with db.engine.begin() as connection:
-            connection.execute(
-                update(Task)
-                .where(Task.id == self.task.id, Task.status == TaskStatus.RUNNING)
-                .values(done=self.done, total=self.total, progress=progress, updated_at=utcnow())
-            )
+            hold(connection, self.attempt, done=self.done, total=self.total, progress=progress)
         data = events.task_data(self.task) | {
             "status": str(TaskStatus.RUNNING),
             "done": self.done,

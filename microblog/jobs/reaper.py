@@ -13,17 +13,16 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
-import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
 from dramatiq.middleware import Middleware
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from microblog.extensions import db
 from microblog.jobs import events
-from microblog.jobs.broker import queue_of
-from microblog.jobs.models import ACTIVE_STATUSES, Task
+from microblog.jobs.broker import max_retries_of, queue_of, redis_message_id
+from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from microblog.jobs.progress import announce
 from microblog.models import utcnow
 
@@ -39,35 +38,57 @@ def chore(function: Callable[[], object]) -> Callable[[], object]:
     return function
 
 
-def live_message_ids(broker: RedisBroker, queue_names: Iterable[str]) -> set[str]:
-    """Return the ids of messages the broker still holds: queued, delayed or in flight."""
-    found: set[str] = set()
-    for queue in queue_names:
-        for name in (queue, dq_name(queue)):
-            key = f"{broker.namespace}:{name}.msgs"
-            for _, data in broker.client.hscan_iter(key):
-                found.add(dramatiq.Message.decode(data).message_id)
-    return found
+def live_message_ids(broker: RedisBroker, tasks: Iterable[Task]) -> set[str]:
+    """Return which of these tasks' messages the broker still holds: queued, delayed or in flight.
+
+    A message's id is its task's id. Both queues are read in one MULTI, so a retry that moves
+    between the delay queue and the main queue is seen in one or the other, never in neither.
+    """
+    entries = [
+        (task.id, f"{broker.namespace}:{queue}.msgs", redis_message_id(task.id, retries, delayed))
+        for task in tasks
+        for retries in range(max_retries_of(task.name) + 1)
+        for queue, delayed in ((queue_of(task.name), False), (dq_name(queue_of(task.name)), True))
+    ]
+    with broker.client.pipeline(transaction=True) as pipeline:
+        for _, key, field in entries:
+            pipeline.hexists(key, field)
+        found = pipeline.execute()
+    return {task_id for (task_id, _, _), exists in zip(entries, found, strict=True) if exists}
 
 
 def reap(broker: RedisBroker, grace: timedelta) -> list[str]:
-    """Fail the active tasks untouched for ``grace`` that no message backs; return their ids."""
-    stale = list(
-        db.session.scalars(
-            select(Task).where(Task.status.in_(ACTIVE_STATUSES), Task.updated_at < utcnow() - grace)
-        )
-    )
+    """Fail the active tasks untouched for ``grace`` that no message backs; return their ids.
+
+    The failing UPDATE repeats the staleness conditions, so a task that started, moved or
+    finished since it was read is left alone; only the rows it changed are announced.
+    """
+    cutoff = utcnow() - grace
+    still_stale = Task.status.in_(ACTIVE_STATUSES) & (Task.updated_at < cutoff)
+    stale = list(db.session.scalars(select(Task).where(still_stale)))
     if not stale:
         return []
-    live = live_message_ids(broker, {queue_of(task.name) for task in stale})
-    lost = [task for task in stale if task.id not in live]
-    for task in lost:
-        task.fail(LOST_REASON)
+    live = live_message_ids(broker, stale)
+    lost = [task.id for task in stale if task.id not in live]
+    if not lost:
+        return []
+    now = utcnow()
+    reaped = (
+        db.session.execute(
+            update(Task)
+            .where(Task.id.in_(lost), still_stale)
+            .values(status=TaskStatus.FAILED, error=LOST_REASON, finished_at=now, updated_at=now)
+            .returning(Task.id)
+            .execution_options(synchronize_session=False)
+        )
+        .scalars()
+        .all()
+    )
     db.session.commit()
-    for task in lost:
+    for task in db.session.scalars(select(Task).where(Task.id.in_(reaped))):
         log.warning("reaped task %s (%s): no live message", task.id, task.name)
         announce(task.user_id, events.FINISHED, events.task_data(task))
-    return [task.id for task in lost]
+    return list(reaped)
 
 
 def run_pass(broker: RedisBroker) -> None:

@@ -14,18 +14,25 @@ import dramatiq
 import redis
 from dramatiq.middleware import CurrentMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import func
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from microblog.extensions import db
 from microblog.jobs import broker as glue
 from microblog.jobs import events
+from microblog.jobs.attempts import Attempt, AttemptSuperseded, hold, start_attempt
 from microblog.jobs.models import Task, TaskStatus
 from microblog.jobs.progress import ProgressReporter, announce
+from microblog.models import utcnow
 from microblog.urls import site_path
 
 log = logging.getLogger(__name__)
 
 JobBody = Callable[[Task, ProgressReporter], None]
+# Errors of a dependency that is away for now (mail relay, Redis, database): retried with one
+# WARNING line each, no traceback. OSError covers refused and timed-out connections.
+EXPECTED_ERRORS = (OSError, smtplib.SMTPException, redis.RedisError, OperationalError)
+CRASHED_TOO_OFTEN = "The job stopped unexpectedly too many times; please try again later."
 # Per job type (actor name): what the user sees, and the endpoint of its result.
 _descriptions: dict[str, str] = {}
 _result_endpoints: dict[str, str] = {}
@@ -97,43 +104,70 @@ def result_url(task: Task) -> str | None:
 
 
 def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
-    """Run one attempt of a task; let transient errors propagate so Dramatiq retries them."""
-    task = db.session.get(Task, task_id)
-    if task is None:
-        log.warning("task %s does not exist; message dropped", task_id)
+    """Run one attempt of a task; expected errors are retried by Dramatiq, unexpected ones too.
+
+    Only the final failure is recorded on the task. An attempt that loses its task to a newer
+    one (see :mod:`microblog.jobs.attempts`) stops at its next write and ends quietly.
+    """
+    attempt = start_attempt(task_id)
+    if attempt is None:
+        log.info("task %s is missing or already final; message ignored", task_id)
         return
-    if TaskStatus(task.status).is_final:
-        log.info("task %s is already %s; redelivered message ignored", task_id, task.status)
-        return
-    if task.attempts >= max_attempts:
-        finish(task, error="The job stopped unexpectedly too many times; please try again later.")
-        return
-    task.start()
-    db.session.commit()
-    announce(task.user_id, events.PROGRESS, events.task_data(task))
     try:
-        body(task, ProgressReporter(task))
+        if attempt.number > max_attempts:
+            finish(attempt, error=CRASHED_TOO_OFTEN)
+            return
+        task = db.session.get(Task, task_id)
+        announce(task.user_id, events.PROGRESS, events.task_data(task))
+        run_body(task, attempt, body)
+    except AttemptSuperseded:
+        db.session.rollback()
+        log.info("task %s: attempt %d was superseded; it stops here", task_id, attempt.number)
+
+
+def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
+    """Run the job's body and record how it ended, unless Dramatiq is to retry it."""
+    try:
+        body(task, ProgressReporter(task, attempt))
+    except AttemptSuperseded:
+        raise
     except JobError as error:
         db.session.rollback()
-        finish(task, error=str(error))
-    except (Exception, TimeLimitExceeded) as error:
+        finish(attempt, error=str(error))
+    except TimeLimitExceeded:
+        db.session.rollback()
+        # Another attempt would most likely run out of time again: the user decides.
+        finish(attempt, error="The job took too long and was stopped. Please try again later.")
+    except EXPECTED_ERRORS as error:
         db.session.rollback()
         if is_last_attempt():
-            finish(task, error=user_safe_reason(error))
-        raise
+            finish(attempt, error=user_safe_reason(error))
+            return
+        log.warning("task %s: attempt %d failed (%s: %s); it will be retried",
+                    task.id, attempt.number, type(error).__name__, error)  # fmt: skip
+        raise dramatiq.Retry(str(error)) from error  # retried, without a traceback in the log
+    except Exception as error:
+        db.session.rollback()
+        if not is_last_attempt():
+            raise  # Dramatiq logs it with its traceback and retries
+        log.exception("task %s: attempt %d failed for the last time", task.id, attempt.number)
+        finish(attempt, error=user_safe_reason(error))
     else:
-        finish(task)
+        finish(attempt)
 
 
-def finish(task: Task, error: str | None = None) -> None:
-    """Move the task to its final state, commit, and announce it."""
-    db.session.refresh(task)
+def finish(attempt: Attempt, error: str | None = None) -> None:
+    """Move the attempt's task to its final state, commit, and announce it."""
+    now = utcnow()
     if error is None:
-        task.succeed()
+        values = {"status": TaskStatus.SUCCEEDED, "progress": 100, "error": None,
+                  "done": func.coalesce(Task.total, Task.done)}  # fmt: skip
     else:
-        log.warning("task %s failed: %s", task.id, error)
-        task.fail(error)
+        log.warning("task %s failed: %s", attempt.task_id, error)
+        values = {"status": TaskStatus.FAILED, "error": error}
+    hold(db.session, attempt, finished_at=now, **values)
     db.session.commit()
+    task = db.session.get(Task, attempt.task_id, populate_existing=True)
     announce(task.user_id, events.FINISHED, events.task_data(task, url=result_url(task)))
 
 
@@ -151,7 +185,7 @@ def user_safe_reason(error: BaseException) -> str:
     """Say what went wrong in words for the user, without internals."""
     if isinstance(error, TimeLimitExceeded):
         return "The job took too long and was stopped."
-    if isinstance(error, smtplib.SMTPException | ConnectionError | TimeoutError):
+    if isinstance(error, smtplib.SMTPException | OSError):
         return "The email could not be sent: the mail server did not answer. Please try again."
     if isinstance(error, redis.RedisError):
         return "The job queue was unreachable. Please try again later."
