@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import redis
 
 from microblog import create_app
 from microblog.jobs import events
@@ -83,3 +84,30 @@ def test_a_stream_ends_after_its_lifetime_and_not_before(server, live_user):
     # Then it lived its whole lifetime, kept alive by heartbeats, then ended normally
     assert lived >= 3.5, f"the stream ended after {lived:.1f}s, before its 4 s lifetime"
     assert len(reader.comments) >= 2, reader.comments
+
+
+def test_a_garbage_message_on_a_user_channel_is_dropped_and_streams_go_on(
+    gunicorn_server, live_app, live_user, redis_server
+):
+    # Given an open stream, and someone publishing garbage on its user's channel
+    user_id, name = live_user("alice")
+    session = live_session(gunicorn_server, name)
+    reader = connect(gunicorn_server, session)
+    reader.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
+    channel = events.channel_for(user_id)
+    garbage = redis.Redis.from_url(redis_server.url)
+    for junk in (b"not json", b"[1, 2]", b'{"unexpected": 1}', b"\xff\xfe"):
+        garbage.publish(channel, junk)
+
+    # When a real event follows
+    with live_app.app_context():
+        events.publish(user_id, events.PROGRESS, {"task_id": "after-garbage"})
+
+    # Then the stream delivers it, and the process still reports its subscription as live
+    reader.wait_for(
+        lambda r: any(e["data"].get("task_id") == "after-garbage" for e in r.events), 10,
+        "the event published after the garbage",
+    )  # fmt: skip
+    reader.close()
+    health = session.get(gunicorn_server + "/healthz", timeout=5).json()
+    assert health["subscription"] == "ok" and health["status"] == "ok"
