@@ -48,6 +48,7 @@ lock: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.export_bench
 	$(BIN)/python -m bench.sse_bench
+	$(BIN)/python -m bench.recovery_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

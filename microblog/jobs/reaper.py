@@ -4,8 +4,9 @@ A task whose worker died keeps its message in the broker (unacked) until Dramati
 it, so such a task is *not* reaped: it will run again. The reaper closes only the tasks whose
 message is gone — lost with a flushed Redis, never sent because the web process died between
 commit and send, or dead-lettered while the database was down — after a grace period.
-It runs at worker start and then periodically in every worker process; its updates are
-conditional, so several reapers at once are harmless.
+It runs at worker start and then periodically in every worker process; it asks Redis about
+each stale task's message directly, and its update is conditional, so several reapers at once
+are harmless.
 """
 
 import logging

@@ -2,8 +2,9 @@
 
 A job type is a function ``body(task, progress)`` decorated with :func:`job`. The decorator
 makes it a Dramatiq actor that takes only a task id and does the bookkeeping every job needs:
-load the task, skip it if it is already final, count the attempt, mark it running, run the
-body, and record success or the *final* failure with a reason the user can read.
+start a fenced attempt (skipping a task already final), run the body, and record success or
+the *final* failure with a reason the user can read. ``progress.attempt`` is the attempt's
+fencing token, for the body's own writes (see :mod:`microblog.jobs.attempts`).
 """
 
 import logging

@@ -1,0 +1,123 @@
+"""Recovery benchmark: kill -9 of the busy worker → its export running again, with the defaults.
+
+    python -m bench.recovery_bench [--trials 10]
+
+Each trial starts a worker that stops itself mid-export (``tests.crash_worker``), then either
+another worker that is already live when the first is killed ("live"), or one started right
+after the kill, as a supervisor restarting the dead one would ("restart"). The time measured
+runs from the SIGKILL to the moment the task's row shows the next attempt running. Default
+settings throughout: a 10 s heartbeat timeout, maintenance every second.
+"""
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import psutil
+import redis
+
+from bench.common import ROOT, create_database, make_app, scratch_dir
+from microblog.exports.jobs import export_posts
+from microblog.extensions import db
+from microblog.jobs.launch import launch
+from microblog.jobs.models import Task
+from microblog.services import MailCatcher, RedisServer, wait_until
+
+POSTS = 20_000
+
+
+def start_worker(env: dict[str, str], crash_at: str | None = None) -> subprocess.Popen:
+    module = "tests.crash_worker" if crash_at else "tasks"
+    env = {**env, **({"CRASH_AT": crash_at} if crash_at else {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dramatiq", module, "--processes", "1", "--threads", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def kill(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def stopped(process: subprocess.Popen) -> bool:
+    children = psutil.Process(process.pid).children(recursive=True)
+    return any(child.status() == psutil.STATUS_STOPPED for child in children)
+
+
+def beating_workers(redis_url: str) -> int:
+    """Return how many broker processes have beaten in the last two seconds."""
+    client = redis.Redis.from_url(redis_url)
+    now_ms = time.time() * 1000
+    return len(client.zrangebyscore("dramatiq:__heartbeats__", now_ms - 2000, "+inf"))
+
+
+def trial(app, env: dict[str, str], user_id: int, live: bool) -> float:
+    """Run one kill; return the seconds from the kill to the next attempt running."""
+    first = start_worker(env, crash_at="mid-read")
+    second = None
+    try:
+        with app.app_context():
+            task_id = launch(export_posts, user_id).id
+            wait_until(lambda: stopped(first), 60, "the first worker to stop mid-export")
+            if live:
+                second = start_worker(env)
+                wait_until(lambda: beating_workers(env["REDIS_URL"]) >= 2, 60, "a second worker")
+            killed_at = time.monotonic()
+            kill(first)
+            if not live:
+                second = start_worker(env)
+
+            def running_again() -> bool:
+                db.session.expire_all()
+                task = db.session.get(Task, task_id)
+                return task.attempts >= 2 and task.status in ("running", "succeeded")
+
+            wait_until(running_again, 120, "the export to run again")
+            elapsed = time.monotonic() - killed_at
+
+            def succeeded() -> bool:
+                db.session.expire_all()
+                return db.session.get(Task, task_id).status == "succeeded"
+
+            wait_until(succeeded, 120, "the export to finish")
+            return elapsed
+    finally:
+        kill(first)
+        if second is not None:
+            kill(second)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10)
+    args = parser.parse_args()
+
+    directory = scratch_dir()
+    redis_server, mail = RedisServer().start(), MailCatcher().start()
+    try:
+        database = directory / "bench.sqlite"
+        app = make_app(database, redis_server.url)
+        user_id = create_database(app, {"crash": POSTS})["crash"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{database}",
+               "REDIS_URL": redis_server.url, "MAIL_PORT": str(mail.port)}  # fmt: skip
+        for name, live in (("live", True), ("restart", False)):
+            times = [trial(app, env, user_id, live) for _ in range(args.trials)]
+            print(
+                f"{name:8} kill → running again over {len(times)} trials: "
+                f"min {min(times):.1f} s, median {statistics.median(times):.1f} s, "
+                f"max {max(times):.1f} s"
+            )
+    finally:
+        mail.stop()
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
