@@ -9,6 +9,7 @@ fencing token, for the body's own writes (see :mod:`microblog.jobs.attempts`).
 
 import logging
 import smtplib
+import socket
 from collections.abc import Callable
 
 import dramatiq
@@ -31,8 +32,15 @@ log = logging.getLogger(__name__)
 
 JobBody = Callable[[Task, ProgressReporter], None]
 # Errors of a dependency that is away for now (mail relay, Redis, database): retried with one
-# WARNING line each, no traceback. OSError covers refused and timed-out connections.
-EXPECTED_ERRORS = (OSError, smtplib.SMTPException, redis.RedisError, OperationalError)
+# WARNING line each, no traceback.
+EXPECTED_ERRORS = (
+    ConnectionError,  # refused, reset, or the relay's answer lost (mailer.DeliveryUncertain)
+    TimeoutError,
+    socket.gaierror,  # the relay's name does not resolve
+    smtplib.SMTPException,
+    redis.RedisError,
+    OperationalError,
+)
 CRASHED_TOO_OFTEN = "The job stopped unexpectedly too many times; please try again later."
 # Per job type (actor name): what the user sees, and the endpoint of its result.
 _descriptions: dict[str, str] = {}
