@@ -195,8 +195,10 @@ def test_no_url_segment_is_a_server_error(alice, route, segment, accept):
     assert response.status_code < 500, response.get_data(as_text=True)[:500]
 
 
-@given_fuzz(target=QUERY_TARGETS, name=st.sampled_from(["page", "next", "last_event_id"]),
-            value=TEXT, accept=ACCEPT)  # fmt: skip
+QUERY_NAMES = st.sampled_from(["page", "before", "after", "next", "last_event_id"])
+
+
+@given_fuzz(target=QUERY_TARGETS, name=QUERY_NAMES, value=TEXT, accept=ACCEPT)
 def test_no_query_parameter_is_a_server_error(alice, target, name, value, accept):
     query = f"{name}={quote(value, safe='')}"
     response = alice.get(f"{target}?{query}", headers={"Accept": accept}, buffered=False)

@@ -71,21 +71,90 @@ def test_timeline_shows_own_and_followed_posts_newest_first(client, auth, make_u
     assert html.index("alice-new") < html.index("bob-post") < html.index("alice-old")
 
 
-def test_timeline_is_paginated(client, auth, add_posts):
+def bodies(html: str) -> list[str]:
+    return re.findall(r'<p class="mb-0 post-body">([^<]*)</p>', html)
+
+
+def link(html: str, rel: str) -> str | None:
+    """Return the pager's link with this ``rel`` ("next" is older, "prev" newer), unescaped."""
+    match = re.search(rf'rel="{rel}" href="([^"]+)"', html)
+    return match.group(1).replace("&amp;", "&") if match else None
+
+
+def test_timeline_pages_go_older_and_newer_by_cursor(client, auth, add_posts):
+    # Given 12 posts, 5 a page in tests
     auth.signed_in("alice")
-    add_posts("alice", *[f"post-{i:02d}" for i in range(12)])  # 5 a page in tests
+    add_posts("alice", *[f"post-{i:02d}" for i in range(12)])
+    # When the pages are walked older, then back newer
     first = client.get("/").get_data(as_text=True)
-    third = client.get("/?page=3").get_data(as_text=True)
-    assert "post-11" in first and "post-07" in first and "post-06" not in first
-    assert "post-01" in third and "post-00" in third and "post-02" not in third
-    assert "No posts yet." in client.get("/?page=99").get_data(as_text=True)
+    second = client.get(link(first, "next")).get_data(as_text=True)
+    last = client.get(link(second, "next")).get_data(as_text=True)
+    back = client.get(link(last, "prev")).get_data(as_text=True)
+    # Then each page holds the right posts, newest first, with links only where more lie
+    assert bodies(first) == [f"post-{i:02d}" for i in range(11, 6, -1)]
+    assert bodies(second) == [f"post-{i:02d}" for i in range(6, 1, -1)]
+    assert bodies(last) == ["post-01", "post-00"]
+    assert bodies(back) == bodies(second)
+    assert link(first, "prev") is None and link(last, "next") is None
+    assert "?before=" in link(first, "next") and "page=" not in first
+
+
+def test_pages_split_posts_with_equal_timestamps_without_losing_or_repeating_any(client, auth, app):
+    # Given 13 posts that all share one timestamp
+    alice = auth.signed_in("alice")
+    with app.app_context():
+        moment = utcnow() - timedelta(hours=1)
+        for i in range(13):
+            db.session.add(Post(body=f"same-{i:02d}", user_id=alice, timestamp=moment))
+        db.session.commit()
+    # When every page is walked
+    seen, html = [], client.get("/").get_data(as_text=True)
+    while True:
+        seen += bodies(html)
+        if link(html, "next") is None:
+            break
+        html = client.get(link(html, "next")).get_data(as_text=True)
+    # Then each post appears once, newest (highest id) first
+    assert seen == [f"same-{i:02d}" for i in range(12, -1, -1)]
+
+
+def test_a_post_arriving_between_two_page_loads_shifts_nothing(client, auth, add_posts):
+    auth.signed_in("alice")
+    add_posts("alice", *[f"post-{i:02d}" for i in range(8)])
+    first = client.get("/").get_data(as_text=True)
+    client.post("/", data={"post": "brand new"})
+    older = client.get(link(first, "next")).get_data(as_text=True)
+    assert bodies(older) == ["post-02", "post-01", "post-00"]  # no repeat of the first page
+    assert bodies(client.get("/").get_data(as_text=True))[0] == "brand new"
+
+
+def test_old_page_number_links_redirect_to_their_cursor(client, auth, add_posts):
+    auth.signed_in("alice")
+    add_posts("alice", *[f"post-{i:02d}" for i in range(12)])
+    third = client.get("/?page=3")
+    assert third.status_code == 301 and "before=" in third.headers["Location"]
+    assert bodies(client.get(third.headers["Location"]).get_data(as_text=True)) == [
+        "post-01", "post-00"
+    ]  # fmt: skip
+    assert client.get("/?page=1").headers["Location"] == "/"
+    assert client.get("/?page=99").status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/", "/explore", "/user/alice"])
-@pytest.mark.parametrize("page", ["abc", "-1", "0", "1000001", "922337203685477580", "١٢", "1e3"])
+@pytest.mark.parametrize("page", ["abc", "-1", "0", "1001", "922337203685477580", "١٢", "1e3"])
 def test_page_numbers_that_cannot_exist_are_404(client, auth, path, page):
     auth.signed_in("alice")
     assert client.get(f"{path}?page={page}").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/", "/explore", "/user/alice"])
+@pytest.mark.parametrize(
+    "query", ["before=abc", "after=1.2.3", "before=.5", "before=١.٢", "before=1.2&after=1.2",
+              "after=-5.1", "before=" + "9" * 30 + ".1"],
+)  # fmt: skip
+def test_cursors_that_cannot_exist_are_404(client, auth, path, query):
+    auth.signed_in("alice")
+    assert client.get(f"{path}?{query}").status_code == 404
 
 
 def test_explore_shows_everyones_posts(client, auth, make_user, add_posts):
@@ -110,10 +179,10 @@ def test_profile_posts_are_paginated(client, auth, make_user, add_posts):
     make_user("bob")
     add_posts("bob", *[f"bob-{i:02d}" for i in range(7)])
     first = client.get("/user/bob").get_data(as_text=True)
-    second = client.get("/user/bob?page=2").get_data(as_text=True)
-    assert re.search(r'href="\s*/user/bob\?page=2"', first)
-    assert "bob-06" in first and "bob-01" not in first
-    assert "bob-01" in second and "bob-00" in second and "bob-06" not in second
+    assert link(first, "next").startswith("/user/bob?before=")
+    second = client.get(link(first, "next")).get_data(as_text=True)
+    assert bodies(first) == [f"bob-{i:02d}" for i in range(6, 1, -1)]
+    assert bodies(second) == ["bob-01", "bob-00"]
 
 
 def test_unknown_profile_is_404(client, auth):
@@ -217,3 +286,16 @@ def test_concurrent_follow_changes_are_idempotent_and_never_crash(app, make_user
     with app.app_context():
         rows = db.session.scalar(select(func.count()).select_from(followers))
     assert rows == (1 if path.startswith("/follow") else 0)
+
+
+def test_profile_counts_followers_and_shows_the_right_button(client, auth, make_user):
+    auth.signed_in("alice")
+    make_user("bob")
+    make_user("carol")
+    client.post("/follow/bob")
+    bob = client.get("/user/bob").get_data(as_text=True)
+    assert "1 followers · 0 following" in bob and 'action="/unfollow/bob"' in bob
+    alice = client.get("/user/alice").get_data(as_text=True)
+    assert "0 followers · 1 following" in alice
+    carol = client.get("/user/carol").get_data(as_text=True)
+    assert 'action="/follow/carol"' in carol

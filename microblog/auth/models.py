@@ -5,7 +5,7 @@ from datetime import datetime
 from hashlib import md5
 
 from flask_login import UserMixin
-from sqlalchemy import Column, ForeignKey, String, Table, Text, delete, select
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -19,6 +19,9 @@ followers = Table(
     db.metadata,
     Column("follower_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
     Column("followed_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+    # The primary key serves "whom does X follow"; this serves "who follows X" (follower
+    # lists and counts, and the cascade when an account is deleted).
+    Index("ix_followers_followed_id", "followed_id"),
 )
 
 
@@ -39,14 +42,12 @@ class User(UserMixin, db.Model):
         primaryjoin=lambda: followers.c.follower_id == User.id,
         secondaryjoin=lambda: followers.c.followed_id == User.id,
         back_populates="followers",
-        lazy="selectin",
     )
     followers: Mapped[list["User"]] = relationship(
         secondary=followers,
         primaryjoin=lambda: followers.c.followed_id == User.id,
         secondaryjoin=lambda: followers.c.follower_id == User.id,
         back_populates="following",
-        lazy="selectin",
     )
 
     # The token of the sign-in this request came with (see microblog.auth.sessions).
@@ -80,9 +81,6 @@ class User(UserMixin, db.Model):
         digest = md5(self.email.lower().encode(), usedforsecurity=False).digest()
         return digest[0] % 12
 
-    def is_following(self, user: "User") -> bool:
-        return user in self.following
-
 
 def follow(follower_id: int, followed_id: int) -> None:
     """Make one user follow another; again or concurrently, it is a no-op. Does not commit.
@@ -93,6 +91,23 @@ def follow(follower_id: int, followed_id: int) -> None:
     dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
     statement = dialect.insert(followers).values(follower_id=follower_id, followed_id=followed_id)
     db.session.execute(statement.on_conflict_do_nothing())
+
+
+def is_following(follower_id: int, followed_id: int) -> bool:
+    """Return whether one user follows another: one index lookup, no list loaded."""
+    query = select(followers.c.follower_id).where(
+        followers.c.follower_id == follower_id, followers.c.followed_id == followed_id
+    )
+    return db.session.scalar(select(query.exists()))
+
+
+def follow_counts(user_id: int) -> tuple[int, int]:
+    """Return how many follow the user, and how many the user follows, counted in SQL."""
+    count = select(func.count()).select_from(followers)
+    return (
+        db.session.scalar(count.where(followers.c.followed_id == user_id)),
+        db.session.scalar(count.where(followers.c.follower_id == user_id)),
+    )
 
 
 def unfollow(follower_id: int, followed_id: int) -> None:

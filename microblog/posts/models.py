@@ -1,8 +1,9 @@
 """The Post model and the queries that list posts."""
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import ForeignKey, Index, Select, String, or_, select
+from sqlalchemy import ForeignKey, Index, Select, String, literal, or_, select, tuple_
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from microblog.auth.models import User, followers
@@ -27,23 +28,100 @@ class Post(db.Model):
         return f"<Post {self.id} by {self.user_id}>"
 
 
-def newest_first(query: Select) -> Select:
-    return query.order_by(Post.timestamp.desc(), Post.id.desc())
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a newest-first list of posts: the (timestamp, id) of the post at its edge.
+
+    Written in links as "<microseconds since the epoch>.<id>", ASCII digits only.
+    """
+
+    timestamp: datetime
+    id: int
+
+    @classmethod
+    def of(cls, post: Post) -> "Cursor":
+        return cls(post.timestamp, post.id)
+
+    @classmethod
+    def parse(cls, text: str) -> "Cursor | None":
+        """Return the cursor ``text`` names, or None if it names none."""
+        micros, dot, post_id = text.partition(".")
+        digits = all(part.isascii() and part.isdigit() for part in (micros, post_id))
+        if not (dot and digits and len(micros) <= 17 and len(post_id) <= 18):
+            return None
+        try:
+            moment = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+        return cls(moment.replace(microsecond=int(micros) % 1_000_000), int(post_id))
+
+    def as_sql(self):
+        """Return the cursor as a row value, typed like the columns it is compared with."""
+        return tuple_(literal(self.timestamp, Post.timestamp.type), literal(self.id, Post.id.type))
+
+    def __str__(self) -> str:
+        delta = self.timestamp - datetime(1970, 1, 1, tzinfo=UTC)
+        micros = delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
+        return f"{micros}.{self.id}"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: its posts, and where the pages just newer and older begin."""
+
+    items: list[Post]
+    newer: Cursor | None  # link to the page newer than this one ("after" its first post)
+    older: Cursor | None  # link to the page older than this one ("before" its last post)
+
+
+def page_of(
+    query: Select, per_page: int, before: Cursor | None = None, after: Cursor | None = None
+) -> Page:
+    """Return one page of ``query``'s posts, newest first, by keyset: no OFFSET, no COUNT.
+
+    ``before`` gives the page older than a cursor; ``after`` the page newer than it; neither,
+    the newest page. One indexed range scan of ``per_page + 1`` rows tells whether more lie
+    beyond.
+    """
+    key = tuple_(Post.timestamp, Post.id)
+    if after is not None:
+        rows = list(
+            db.session.scalars(
+                query.where(key > after.as_sql())
+                .order_by(Post.timestamp.asc(), Post.id.asc())
+                .limit(per_page + 1)
+            )
+        )
+        more_newer = len(rows) > per_page
+        items = rows[:per_page][::-1]
+        return Page(items, Cursor.of(items[0]) if more_newer else None, _edge(items, -1))
+    if before is not None:
+        query = query.where(key < before.as_sql())
+    rows = list(
+        db.session.scalars(
+            query.order_by(Post.timestamp.desc(), Post.id.desc()).limit(per_page + 1)
+        )
+    )
+    items = rows[:per_page]
+    newer = _edge(items, 0) if before is not None else None
+    return Page(items, newer, Cursor.of(items[-1]) if len(rows) > per_page else None)
+
+
+def _edge(items: list[Post], index: int) -> Cursor | None:
+    return Cursor.of(items[index]) if items else None
 
 
 def timeline_of(user: User) -> Select:
-    """Return the user's own posts and those of everyone they follow, newest first."""
+    """Return the user's own posts and those of everyone they follow."""
     followed = select(followers.c.followed_id).where(followers.c.follower_id == user.id)
-    return newest_first(
-        select(Post).where(or_(Post.user_id == user.id, Post.user_id.in_(followed)))
-    )
+    return select(Post).where(or_(Post.user_id == user.id, Post.user_id.in_(followed)))
 
 
 def posts_of(user: User) -> Select:
-    """Return the user's posts, newest first."""
-    return newest_first(select(Post).where(Post.user_id == user.id))
+    """Return the user's posts."""
+    return select(Post).where(Post.user_id == user.id)
 
 
 def all_posts() -> Select:
-    """Return every post, newest first."""
-    return newest_first(select(Post))
+    """Return every post."""
+    return select(Post)

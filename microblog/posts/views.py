@@ -2,7 +2,17 @@
 
 from datetime import timedelta
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 from sqlalchemy import Select
 
@@ -11,7 +21,7 @@ from microblog.auth.models import find_user
 from microblog.extensions import db
 from microblog.models import utcnow
 from microblog.posts.forms import EditProfileForm, PostForm
-from microblog.posts.models import Post, all_posts, posts_of, timeline_of
+from microblog.posts.models import Cursor, Page, Post, all_posts, page_of, posts_of, timeline_of
 
 bp = Blueprint("posts", __name__)
 
@@ -29,19 +39,40 @@ def record_last_seen() -> None:
             db.session.commit()
 
 
-# Far past any real list, far below the database's integer range that OFFSET is computed in.
-MAX_PAGE = 1_000_000
+# Old ?page=N links are answered by one OFFSET query: a bound keeps that cheap.
+MAX_PAGE = 1_000
 
 
-def paginate(query: Select):
-    """Return the requested page of ``query``; a page number that cannot exist is a 404."""
-    number = request.args.get("page", "1")
+def page_of_posts(query: Select) -> Page:
+    """Return the page of ``query`` the request asks for (``before``/``after`` a cursor).
+
+    An old ``?page=N`` link is answered once by OFFSET and redirected to the cursor it means;
+    a cursor or page number that cannot exist is a 404.
+    """
+    per_page = current_app.config["POSTS_PER_PAGE"]
+    if "page" in request.args:
+        abort(redirect_old_page_link(query, request.args["page"], per_page))
+    cursors = {}
+    for name in ("before", "after"):
+        if name in request.args:
+            cursors[name] = Cursor.parse(request.args[name]) or abort(404, "There is no such page.")
+    if len(cursors) > 1:
+        abort(404, "There is no such page.")
+    return page_of(query, per_page, **cursors)
+
+
+def redirect_old_page_link(query: Select, number: str, per_page: int) -> Response:
     digits = number.isascii() and number.isdigit() and len(number) <= len(str(MAX_PAGE))
     if not (digits and 1 <= int(number) <= MAX_PAGE):
         abort(404, "There is no such page.")
-    page = int(number)
-    per_page = current_app.config["POSTS_PER_PAGE"]
-    return db.paginate(query, page=page, per_page=per_page, error_out=False)
+    args = dict(request.view_args)
+    if int(number) > 1:
+        newest_first = query.order_by(Post.timestamp.desc(), Post.id.desc())
+        edge = db.session.scalar(newest_first.offset((int(number) - 1) * per_page - 1).limit(1))
+        if edge is None:
+            abort(404, "There is no such page.")
+        args["before"] = str(Cursor.of(edge))
+    return redirect(url_for(request.endpoint, **args), 301)
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -53,7 +84,7 @@ def index():
         db.session.commit()
         flash("Your post is now live!", "success")
         return redirect(url_for("posts.index"))
-    page = paginate(timeline_of(current_user))
+    page = page_of_posts(timeline_of(current_user))
     status = 400 if form.errors else 200
     return render_template("posts/index.html", title="Home", form=form, page=page), status
 
@@ -61,18 +92,24 @@ def index():
 @bp.route("/explore")
 @login_required
 def explore():
-    return render_template("posts/explore.html", title="Explore", page=paginate(all_posts()))
+    page = page_of_posts(all_posts())
+    return render_template("posts/explore.html", title="Explore", page=page)
 
 
 @bp.route("/user/<username>")
 @login_required
 def user(username: str):
     profile = find_user(username) or abort(404)
+    page = page_of_posts(posts_of(profile))
+    follower_count, following_count = users.follow_counts(profile.id)
     return render_template(
         "posts/user.html",
         title=profile.username,
         profile=profile,
-        page=paginate(posts_of(profile)),
+        page=page,
+        follower_count=follower_count,
+        following_count=following_count,
+        following=users.is_following(current_user.id, profile.id),
     )
 
 
