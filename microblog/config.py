@@ -113,7 +113,6 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "LOGIN_LIMIT_PER_ADDRESS": "60 per minute",
         "REGISTER_LIMIT_PER_ADDRESS": "10 per hour",
         "THROTTLE_ENABLED": True,
-        "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         # Bootstrap's CSS and JS come from the app itself, never a CDN.
         "BOOTSTRAP_SERVE_LOCAL": True,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

@@ -3,6 +3,7 @@
 import unicodedata
 
 from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute
 from wtforms import BooleanField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, ValidationError
 
@@ -56,10 +57,11 @@ def username_field() -> StringField:
     )
 
 
-def username_taken(username: str) -> bool:
-    """Return whether an account uses this name, in any case or Unicode form."""
-    key = canonical(username)
-    return db.session.scalar(select(User.id).where(User.username_key == key)) is not None
+def taken(key_column: InstrumentedAttribute, text: str, other_than: int | None = None) -> bool:
+    """Return whether an account (other than ``other_than``) uses this username or email, in
+    any case or Unicode form; ``key_column`` is ``User.username_key`` or ``User.email_key``."""
+    query = select(User.id).where(key_column == canonical(text), User.id != other_than)
+    return db.session.scalar(query) is not None
 
 
 class LoginForm(Form):
@@ -83,12 +85,11 @@ class RegistrationForm(Form):
     submit = SubmitField("Register")
 
     def validate_username(self, field: StringField) -> None:
-        if not field.errors and username_taken(field.data):
+        if not field.errors and taken(User.username_key, field.data):
             raise ValidationError("That username is taken; please choose another.")
 
     def validate_email(self, field: StringField) -> None:
-        owner = select(User.id).where(User.email_key == canonical(field.data or ""))
-        if not field.errors and db.session.scalar(owner) is not None:
+        if not field.errors and taken(User.email_key, field.data):
             raise ValidationError("An account with that email already exists.")
 
 

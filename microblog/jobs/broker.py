@@ -122,26 +122,45 @@ class Broker(RedisBroker):
             self._maintaining.on = False
 
 
-class Maintenance(Middleware):
+class Periodic(Middleware):
+    """Call :meth:`tick` on a thread of each worker process, from its boot to its shutdown.
+
+    The first tick comes at boot; then one every ``interval`` seconds.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+
+    def tick(self, broker: dramatiq.Broker) -> None:
+        raise NotImplementedError
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._stop.clear()
+        name = type(self).__name__.lower()
+        threading.Thread(target=self._loop, args=(broker,), name=name, daemon=True).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._stop.set()
+
+    def _loop(self, broker: dramatiq.Broker) -> None:
+        while True:
+            self.tick(broker)
+            if self._stop.wait(self.interval):
+                return
+
+
+class Maintenance(Periodic):
     """Run the broker's maintenance every ``interval_ms`` in each worker process."""
 
     def __init__(self, interval_ms: int) -> None:
-        self.interval = interval_ms / 1000
-        self._stop = threading.Event()
+        super().__init__(interval_ms / 1000)
 
-    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
-        self._stop.clear()
-        threading.Thread(target=self._loop, args=(broker,), name="maintenance", daemon=True).start()
-
-    def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
-        self._stop.set()
-
-    def _loop(self, broker: Broker) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                broker.run_maintenance()
-            except redis.RedisError as error:
-                log.warning("queue maintenance failed (%s); trying again", error)
+    def tick(self, broker: Broker) -> None:
+        try:
+            broker.run_maintenance()
+        except redis.RedisError as error:
+            log.warning("queue maintenance failed (%s); trying again", error)
 
 
 def make_broker(app: Flask) -> Broker:

@@ -10,19 +10,17 @@ are harmless.
 """
 
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
-from dramatiq.middleware import Middleware
 from flask import Flask, current_app
 from sqlalchemy import select, update
 
 from microblog.extensions import db
 from microblog.jobs import events
-from microblog.jobs.broker import max_retries_of, queue_of, redis_message_id
+from microblog.jobs.broker import Periodic, max_retries_of, queue_of, redis_message_id
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from microblog.jobs.progress import announce
 from microblog.models import utcnow
@@ -100,29 +98,18 @@ def run_pass(broker: RedisBroker) -> None:
         function()
 
 
-class Reaper(Middleware):
+class Reaper(Periodic):
     """Run a reaper pass when a worker boots and every ``JOBS_REAPER_INTERVAL`` seconds."""
 
     def __init__(self, app: Flask) -> None:
+        super().__init__(app.config["JOBS_REAPER_INTERVAL"])
         self.app = app
-        self._stop = threading.Event()
 
-    def after_worker_boot(self, broker, worker) -> None:
-        self._stop.clear()
-        threading.Thread(target=self._loop, args=(broker,), name="reaper", daemon=True).start()
-
-    def before_worker_shutdown(self, broker, worker) -> None:
-        self._stop.set()
-
-    def _loop(self, broker: RedisBroker) -> None:
-        interval = self.app.config["JOBS_REAPER_INTERVAL"]
-        while True:
-            with self.app.app_context():
-                try:
-                    run_pass(broker)
-                except Exception:
-                    log.exception("reaper pass failed; will try again in %ss", interval)
-                finally:
-                    db.session.remove()
-            if self._stop.wait(interval):
-                return
+    def tick(self, broker: RedisBroker) -> None:
+        with self.app.app_context():
+            try:
+                run_pass(broker)
+            except Exception:
+                log.exception("reaper pass failed; will try again in %ss", self.interval)
+            finally:
+                db.session.remove()

@@ -192,8 +192,6 @@ def is_last_attempt() -> bool:
 
 def user_safe_reason(error: BaseException) -> str:
     """Say what went wrong in words for the user, without internals."""
-    if isinstance(error, TimeLimitExceeded):
-        return "The job took too long and was stopped."
     if isinstance(error, smtplib.SMTPException | OSError):
         return "The email could not be sent: the mail server did not answer. Please try again."
     if isinstance(error, redis.RedisError):

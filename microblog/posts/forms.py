@@ -1,12 +1,10 @@
 """Forms for writing posts and editing a profile."""
 
-from sqlalchemy import select
 from wtforms import StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from microblog.auth.forms import username_field
-from microblog.auth.models import User, canonical
-from microblog.extensions import db
+from microblog.auth.forms import taken, username_field
+from microblog.auth.models import User
 from microblog.forms import Form, Printable, visible
 from microblog.posts.models import MAX_POST_LENGTH
 
@@ -37,9 +35,5 @@ class EditProfileForm(Form):
         self.user_id = user_id
 
     def validate_username(self, field: StringField) -> None:
-        if field.errors:
-            return
-        key = canonical(field.data)
-        other = select(User.id).where(User.username_key == key, User.id != self.user_id)
-        if db.session.scalar(other) is not None:
+        if not field.errors and taken(User.username_key, field.data, other_than=self.user_id):
             raise ValidationError("That username is taken; please choose another.")

@@ -1,7 +1,7 @@
 """The Post model and the queries that list posts."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ForeignKey, Index, Select, String, literal, or_, select, tuple_
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -28,6 +28,10 @@ class Post(db.Model):
         return f"<Post {self.id} by {self.user_id}>"
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NEWEST_FIRST = (Post.timestamp.desc(), Post.id.desc())
+
+
 @dataclass(frozen=True)
 class Cursor:
     """A position in a newest-first list of posts: the (timestamp, id) of the post at its edge.
@@ -50,19 +54,16 @@ class Cursor:
         if not (dot and digits and len(micros) <= 17 and len(post_id) <= 18):
             return None
         try:
-            moment = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
-        except (OverflowError, OSError, ValueError):
+            return cls(EPOCH + timedelta(microseconds=int(micros)), int(post_id))
+        except OverflowError:  # past the year 9999
             return None
-        return cls(moment.replace(microsecond=int(micros) % 1_000_000), int(post_id))
 
     def as_sql(self):
         """Return the cursor as a row value, typed like the columns it is compared with."""
         return tuple_(literal(self.timestamp, Post.timestamp.type), literal(self.id, Post.id.type))
 
     def __str__(self) -> str:
-        delta = self.timestamp - datetime(1970, 1, 1, tzinfo=UTC)
-        micros = delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
-        return f"{micros}.{self.id}"
+        return f"{(self.timestamp - EPOCH) // timedelta(microseconds=1)}.{self.id}"
 
 
 @dataclass(frozen=True)
@@ -81,34 +82,29 @@ def page_of(
 
     ``before`` gives the page older than a cursor; ``after`` the page newer than it; neither,
     the newest page. One indexed range scan of ``per_page + 1`` rows tells whether more lie
-    beyond.
+    beyond; on the side the reader came from, more lie there by definition.
     """
     key = tuple_(Post.timestamp, Post.id)
     if after is not None:
-        rows = list(
-            db.session.scalars(
-                query.where(key > after.as_sql())
-                .order_by(Post.timestamp.asc(), Post.id.asc())
-                .limit(per_page + 1)
-            )
-        )
-        more_newer = len(rows) > per_page
+        oldest_first = (Post.timestamp.asc(), Post.id.asc())
+        rows = _first_rows(query.where(key > after.as_sql()), oldest_first, per_page + 1)
         items = rows[:per_page][::-1]
-        return Page(items, Cursor.of(items[0]) if more_newer else None, _edge(items, -1))
-    if before is not None:
-        query = query.where(key < before.as_sql())
-    rows = list(
-        db.session.scalars(
-            query.order_by(Post.timestamp.desc(), Post.id.desc()).limit(per_page + 1)
-        )
+        more_newer, more_older = len(rows) > per_page, True
+    else:
+        if before is not None:
+            query = query.where(key < before.as_sql())
+        rows = _first_rows(query, NEWEST_FIRST, per_page + 1)
+        items = rows[:per_page]
+        more_newer, more_older = before is not None, len(rows) > per_page
+    return Page(
+        items,
+        newer=Cursor.of(items[0]) if items and more_newer else None,
+        older=Cursor.of(items[-1]) if items and more_older else None,
     )
-    items = rows[:per_page]
-    newer = _edge(items, 0) if before is not None else None
-    return Page(items, newer, Cursor.of(items[-1]) if len(rows) > per_page else None)
 
 
-def _edge(items: list[Post], index: int) -> Cursor | None:
-    return Cursor.of(items[index]) if items else None
+def _first_rows(query: Select, order: tuple, count: int) -> list[Post]:
+    return list(db.session.scalars(query.order_by(*order).limit(count)))
 
 
 def timeline_of(user: User) -> Select:

@@ -21,7 +21,16 @@ from microblog.auth.models import find_user
 from microblog.extensions import db
 from microblog.models import utcnow
 from microblog.posts.forms import EditProfileForm, PostForm
-from microblog.posts.models import Cursor, Page, Post, all_posts, page_of, posts_of, timeline_of
+from microblog.posts.models import (
+    NEWEST_FIRST,
+    Cursor,
+    Page,
+    Post,
+    all_posts,
+    page_of,
+    posts_of,
+    timeline_of,
+)
 
 bp = Blueprint("posts", __name__)
 
@@ -67,7 +76,7 @@ def redirect_old_page_link(query: Select, number: str, per_page: int) -> Respons
         abort(404, "There is no such page.")
     args = dict(request.view_args)
     if int(number) > 1:
-        newest_first = query.order_by(Post.timestamp.desc(), Post.id.desc())
+        newest_first = query.order_by(*NEWEST_FIRST)
         edge = db.session.scalar(newest_first.offset((int(number) - 1) * per_page - 1).limit(1))
         if edge is None:
             abort(404, "There is no such page.")
