@@ -22,11 +22,12 @@ from microblog.extensions import db
 from microblog.models import utcnow
 from microblog.posts.forms import EditProfileForm, PostForm
 from microblog.posts.models import (
-    NEWEST_FIRST,
     Cursor,
+    Listing,
     Page,
     Post,
     all_posts,
+    key_order,
     page_of,
     posts_of,
     timeline_of,
@@ -52,22 +53,22 @@ def record_last_seen() -> None:
 MAX_PAGE = 1_000
 
 
-def page_of_posts(query: Select) -> Page:
-    """Return the page of ``query`` the request asks for (``before``/``after`` a cursor).
+def page_of_posts(listing: Listing) -> Page:
+    """Return the page of ``listing`` the request asks for (``before``/``after`` a cursor).
 
     An old ``?page=N`` link is answered once by OFFSET and redirected to the cursor it means;
     a cursor or page number that cannot exist is a 404.
     """
     per_page = current_app.config["POSTS_PER_PAGE"]
     if "page" in request.args:
-        abort(redirect_old_page_link(query, request.args["page"], per_page))
+        abort(redirect_old_page_link(listing.query, request.args["page"], per_page))
     cursors = {}
     for name in ("before", "after"):
         if name in request.args:
             cursors[name] = Cursor.parse(request.args[name]) or abort(404, "There is no such page.")
     if len(cursors) > 1:
         abort(404, "There is no such page.")
-    return page_of(query, per_page, **cursors)
+    return page_of(listing, per_page, **cursors)
 
 
 def redirect_old_page_link(query: Select, number: str, per_page: int) -> Response:
@@ -76,7 +77,7 @@ def redirect_old_page_link(query: Select, number: str, per_page: int) -> Respons
         abort(404, "There is no such page.")
     args = dict(request.view_args)
     if int(number) > 1:
-        newest_first = query.order_by(*NEWEST_FIRST)
+        newest_first = query.order_by(*key_order(Post))
         edge = db.session.scalar(newest_first.offset((int(number) - 1) * per_page - 1).limit(1))
         if edge is None:
             abort(404, "There is no such page.")

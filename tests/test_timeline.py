@@ -1,0 +1,165 @@
+"""The home timeline's two reads: same posts as its plain definition, plans that stop early."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, insert
+
+from microblog.auth.models import User, follow
+from microblog.extensions import db
+from microblog.posts.models import HomeTimeline, Post, key_order, page_of
+
+PER_PAGE = 5
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def add(rows: list[tuple[int, int]]) -> None:
+    """Insert posts given as (user id, seconds after START), in that order."""
+    posts = [
+        {
+            "body": f"{user}@{second}",
+            "user_id": user,
+            "timestamp": START + timedelta(seconds=second),
+        }
+        for user, second in rows
+    ]
+    db.session.execute(insert(Post), posts)
+    db.session.commit()
+
+
+@pytest.fixture
+def people(app, make_user) -> dict[str, int]:
+    """A reader who follows a busy and a quiet user, and a stranger nobody follows."""
+    ids = {name: make_user(name) for name in ("reader", "busy", "quiet", "stranger")}
+    with app.app_context():
+        follow(ids["reader"], ids["busy"])
+        follow(ids["reader"], ids["quiet"])
+        db.session.commit()
+    return ids
+
+
+class Reads:
+    """Which of the timeline's two reads ran, seen in the SQL sent to the database."""
+
+    def __init__(self) -> None:
+        self.walks = self.merges = 0
+
+    def __call__(self, _conn, _cursor, statement: str, *_args) -> None:
+        self.walks += "recent" in statement
+        self.merges += "by_author" in statement
+
+
+def walk(timeline: HomeTimeline) -> tuple[list[int], list[int]]:
+    """Page through to the oldest post, then back to the newest; return the ids seen each way."""
+    older, page = [], page_of(timeline, PER_PAGE)
+    older += [post.id for post in page.items]
+    while page.older:
+        page = page_of(timeline, PER_PAGE, before=page.older)
+        older += [post.id for post in page.items]
+    newer = [post.id for post in page.items]
+    while page.newer:
+        page = page_of(timeline, PER_PAGE, after=page.newer)
+        newer = [post.id for post in page.items] + newer
+    return older, newer
+
+
+def test_pages_hold_exactly_the_followed_set_newest_first_by_either_read(app, people):
+    busy, quiet, stranger, reader = (people[n] for n in ("busy", "quiet", "stranger", "reader"))
+    with app.app_context():
+        # Oldest: the followed set writes half the site's posts (the walk finds a page). Then a
+        # long run of strangers' posts with one quiet post in it (the walk comes up short and
+        # the merge takes over). Newest: four authors sharing one second, twice.
+        add([(busy if i % 2 else stranger, i) for i in range(60)])
+        add([(quiet if i == 150 else stranger, i) for i in range(60, 300)])
+        add([(user, 300 + i // 4) for i in range(8) for user in (reader, busy, quiet, stranger)])
+        add([(busy, 310 + i) for i in range(12)])
+        timeline = HomeTimeline(reader)
+        expected = list(db.session.scalars(timeline.query.order_by(*key_order(Post))))
+        reads = Reads()
+        event.listen(db.engine, "before_cursor_execute", reads)
+        try:
+            older, newer = walk(timeline)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", reads)
+    assert older == [post.id for post in expected]
+    assert newer == older
+    assert reads.walks and reads.merges, "both reads should have served some page"
+
+
+def test_a_follow_or_unfollow_shows_on_the_next_read(app, people):
+    with app.app_context():
+        add([(people["stranger"], i) for i in range(3)])
+        timeline = HomeTimeline(people["reader"])
+        assert page_of(timeline, PER_PAGE).items == []
+        follow(people["reader"], people["stranger"])
+        db.session.commit()
+        assert len(page_of(timeline, PER_PAGE).items) == 3
+
+
+def plan(statement) -> str:
+    """Return the database's plan for a statement, as text."""
+    bind = db.session.get_bind()
+    compiled = statement.compile(bind)
+    if bind.dialect.name == "postgresql":
+        rows = db.session.connection().exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+        return "\n".join(row[0] for row in rows)
+    params = tuple(compiled.params[name] for name in compiled.positiontup)
+    rows = db.session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
+    return "\n".join(row[3] for row in rows)
+
+
+@pytest.fixture
+def big_site(app, people) -> HomeTimeline:
+    """20,000 posts by 200 authors, with statistics gathered: what planners see in production."""
+    with app.app_context():
+        others = [
+            {"username": f"author{n}", "email": f"author{n}@example.com", "password_hash": "-"}
+            for n in range(196)
+        ]
+        authors = list(people.values()) + list(
+            db.session.scalars(insert(User).returning(User.id), others)
+        )
+        add([(authors[i % len(authors)], i) for i in range(20_000)])
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+    return HomeTimeline(people["reader"])
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+def test_the_walk_reads_the_sites_newest_posts_in_index_order(
+    app, database, big_site, newest_first
+):
+    with app.app_context():
+        sql = plan(big_site._ids_in_window(PER_PAGE + 1, newest_first, beyond=None))
+    # In index order, stopping at the window's end; no table reads, no sort of the followed set
+    assert "ix_post_timestamp_id_user_id" in sql
+    assert "ix_post_user_id_timestamp" not in sql
+    if database == "postgresql":
+        assert "Index Only Scan" in sql and "Sort" not in sql, sql
+    else:
+        assert "SCAN post USING COVERING INDEX ix_post_timestamp_id_user_id" in sql, sql
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+def test_the_merge_reads_a_bounded_run_of_each_followed_users_posts(
+    app, database, big_site, newest_first
+):
+    with app.app_context():
+        sql = plan(big_site._ids_merged(PER_PAGE + 1, newest_first, beyond=None))
+    # Each author's posts through their own index, LIMITed; never a scan of all posts
+    assert "ix_post_user_id_timestamp" in sql, sql
+    if database == "postgresql":
+        assert "Seq Scan on post" not in sql and "Limit" in sql, sql
+    else:
+        assert "SEARCH by_author USING COVERING INDEX ix_post_user_id_timestamp" in sql, sql
+        assert "SCAN post" not in sql, sql
+
+
+def test_the_plain_definition_is_what_old_page_links_use(app, people):
+    # The views answer ?page=N with OFFSET on the plain query; it must select the same set.
+    with app.app_context():
+        add([(people["busy"], 1), (people["stranger"], 2), (people["reader"], 3)])
+        timeline = HomeTimeline(people["reader"])
+        selected = db.session.scalars(timeline.query.order_by(*key_order(Post)))
+        assert [post.body for post in selected] == [f"{people['reader']}@3", f"{people['busy']}@1"]
