@@ -38,3 +38,18 @@ def post_worker_init(worker) -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def post_request(worker, req, environ, resp) -> None:
+    """Let the worker's other connections in before this one's next request.
+
+    A keep-alive client whose next request is already waiting is otherwise served again at
+    once, without the worker ever switching greenlets: under load one connection runs many
+    requests while the others wait (measured: p50 1.5 ms, p99 800 ms for the login page, 8
+    connections on one worker). ``gevent.sleep(0)`` is not enough: gevent polls sockets only
+    every 50 callbacks. ``idle()`` waits until the loop has no ready events, so every
+    connection whose request has arrived is served first.
+    """
+    import gevent
+
+    gevent.idle()

@@ -226,6 +226,10 @@ class LiveStacks:
             self._servers[kind] = Gunicorn(env, self._directory / f"gunicorn-{kind}.log")
         return self._servers[kind].url
 
+    def gunicorn_log(self, kind: str) -> str:
+        """Return what this kind's gunicorn has logged so far (access lines included)."""
+        return (self._directory / f"gunicorn-{kind}.log").read_text()
+
     def close(self) -> None:
         for server in self._servers.values():
             server.stop()

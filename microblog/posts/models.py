@@ -1,5 +1,6 @@
 """The Post model and the queries that list posts."""
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +10,7 @@ from sqlalchemy import (
     Index,
     Select,
     String,
-    literal,
+    bindparam,
     or_,
     select,
     true,
@@ -73,10 +74,6 @@ class Cursor:
         except OverflowError:  # past the year 9999
             return None
 
-    def as_sql(self):
-        """Return the cursor as a row value, typed like the columns it is compared with."""
-        return tuple_(literal(self.timestamp, Post.timestamp.type), literal(self.id, Post.id.type))
-
     def __str__(self) -> str:
         return f"{(self.timestamp - EPOCH) // timedelta(microseconds=1)}.{self.id}"
 
@@ -98,8 +95,9 @@ class Listing:
 
     def first(self, count: int, newest_first: bool, beyond: Cursor | None) -> list[Post]:
         """Return the first ``count`` posts in that order, past ``beyond`` if given."""
-        query = self.query.where(_past(Post, beyond, newest_first))
-        return _posts(query.order_by(*key_order(Post, newest_first)).limit(count))
+        query = self.query.where(_past(Post, newest_first)) if beyond else self.query
+        query = query.order_by(*key_order(Post, newest_first)).limit(bindparam("count"))
+        return _posts(query, _parameters(count, beyond))
 
 
 class HomeTimeline(Listing):
@@ -122,52 +120,87 @@ class HomeTimeline(Listing):
 
     def __init__(self, user_id: int) -> None:
         self.user_id = user_id
-        self.followed = select(followers.c.followed_id).where(followers.c.follower_id == user_id)
-        super().__init__(select(Post).where(self._authored_by_set(Post.user_id)))
-
-    def _authored_by_set(self, user_id) -> ColumnElement[bool]:
-        return or_(user_id == self.user_id, user_id.in_(self.followed))
+        super().__init__(select(Post).where(_by_followed_set(Post.user_id)).params(user_id=user_id))
 
     def first(self, count: int, newest_first: bool, beyond: Cursor | None) -> list[Post]:
-        posts = _posts_with_ids(self._ids_in_window(count, newest_first, beyond), newest_first)
+        walk, merge = _timeline_reads(newest_first, beyond is not None, _on_postgresql())
+        parameters = self._parameters(count, beyond)
+        posts = _posts(walk, parameters)
         if len(posts) < count:
-            merged = self._ids_merged(count, newest_first, beyond)
-            posts = _posts_with_ids(merged, newest_first)
+            posts = _posts(merge, parameters)
         return posts
 
-    def _ids_in_window(self, count: int, newest_first: bool, beyond: Cursor | None) -> Select:
-        recent = (
-            select(Post.id, Post.timestamp, Post.user_id)
-            .where(_past(Post, beyond, newest_first))
-            .order_by(*key_order(Post, newest_first))
-            .limit(count * self.WINDOW)
-            .subquery("recent")
-        )
-        return (
-            select(recent.c.id)
-            .where(self._authored_by_set(recent.c.user_id))
-            .order_by(*key_order(recent.c, newest_first))
-            .limit(count)
-        )
+    def reads(self, count: int, newest_first: bool, beyond: Cursor | None) -> tuple[Select, ...]:
+        """Return the walk and the merge with their parameters bound (to EXPLAIN them)."""
+        reads = _timeline_reads(newest_first, beyond is not None, _on_postgresql())
+        return tuple(read.params(self._parameters(count, beyond)) for read in reads)
 
-    def _ids_merged(self, count: int, newest_first: bool, beyond: Cursor | None) -> Select:
-        authors = self.followed.union_all(select(literal(self.user_id))).subquery("authors")
-        author_id = authors.c.followed_id
-        by_author = aliased(Post, name="by_author")
-        firsts = (
-            select(by_author.id, by_author.timestamp)
-            .where(by_author.user_id == author_id, _past(by_author, beyond, newest_first))
-            .order_by(*key_order(by_author, newest_first))
-            .limit(count)
+    def _parameters(self, count: int, beyond: Cursor | None) -> dict:
+        return _parameters(count, beyond, user_id=self.user_id, window=count * self.WINDOW)
+
+
+@functools.cache
+def _timeline_reads(newest_first: bool, past_cursor: bool, postgresql: bool) -> tuple[Select, ...]:
+    """Build the home timeline's two reads once per shape; a request binds only values."""
+    order = functools.partial(key_order, newest_first=newest_first)
+
+    def past(columns) -> ColumnElement[bool]:
+        return _past(columns, newest_first) if past_cursor else true()
+
+    recent = (
+        select(Post.id, Post.timestamp, Post.user_id)
+        .where(past(Post))
+        .order_by(*order(Post))
+        .limit(bindparam("window"))
+        .subquery("recent")
+    )
+    walk = (
+        select(recent.c.id)
+        .where(_by_followed_set(recent.c.user_id))
+        .order_by(*order(recent.c))
+        .limit(bindparam("count"))
+    )
+
+    user_id = bindparam("user_id", type_=followers.c.followed_id.type)
+    authors = _followed().union_all(select(user_id)).subquery("authors")
+    by_author = aliased(Post, name="by_author")
+    firsts = (
+        select(by_author.id, by_author.timestamp)
+        .where(by_author.user_id == authors.c.followed_id, past(by_author))
+        .order_by(*order(by_author))
+        .limit(bindparam("count"))
+    )
+    if postgresql:
+        firsts = firsts.lateral("firsts")
+        merge = (
+            select(firsts.c.id).select_from(authors).join(firsts, true()).order_by(*order(firsts.c))
         )
-        if db.session.get_bind().dialect.name == "postgresql":
-            merged = firsts.lateral("firsts")
-            joined = select(merged.c.id).select_from(authors).join(merged, true())
-            return joined.order_by(*key_order(merged.c, newest_first)).limit(count)
-        # SQLite has no LATERAL; a correlated IN with its own LIMIT does the same.
+    else:  # SQLite has no LATERAL; a correlated IN with its own LIMIT does the same
         firsts = firsts.with_only_columns(by_author.id).correlate(authors)
-        joined = select(Post.id).select_from(authors).join(Post, Post.id.in_(firsts))
-        return joined.order_by(*key_order(Post, newest_first)).limit(count)
+        merge = (
+            select(Post.id)
+            .select_from(authors)
+            .join(Post, Post.id.in_(firsts))
+            .order_by(*order(Post))
+        )
+    merge = merge.limit(bindparam("count"))
+
+    return tuple(
+        select(Post).where(Post.id.in_(ids)).order_by(*order(Post)) for ids in (walk, merge)
+    )
+
+
+def _followed() -> Select:
+    return select(followers.c.followed_id).where(followers.c.follower_id == bindparam("user_id"))
+
+
+def _by_followed_set(author_id) -> ColumnElement[bool]:
+    """Return "written by the user (parameter ``user_id``) or by someone they follow"."""
+    return or_(author_id == bindparam("user_id"), author_id.in_(_followed()))
+
+
+def _on_postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
 
 
 def key_order(columns, newest_first: bool = True) -> tuple:
@@ -177,20 +210,23 @@ def key_order(columns, newest_first: bool = True) -> tuple:
     return columns.timestamp.asc(), columns.id.asc()
 
 
-def _past(columns, cursor: Cursor | None, newest_first: bool) -> ColumnElement[bool]:
-    """Return the condition "beyond ``cursor``" in that reading order (true without one)."""
-    if cursor is None:
-        return true()
+def _past(columns, newest_first: bool) -> ColumnElement[bool]:
+    """Return "beyond the cursor in that reading order"; the cursor comes as parameters."""
     key = tuple_(columns.timestamp, columns.id)
-    return key < cursor.as_sql() if newest_first else key > cursor.as_sql()
+    cursor = tuple_(
+        bindparam("cursor_timestamp", type_=Post.timestamp.type),
+        bindparam("cursor_id", type_=Post.id.type),
+    )
+    return key < cursor if newest_first else key > cursor
 
 
-def _posts(query: Select) -> list[Post]:
-    return list(db.session.scalars(query))
+def _parameters(count: int, beyond: Cursor | None, **others) -> dict:
+    cursor = {"cursor_timestamp": beyond.timestamp, "cursor_id": beyond.id} if beyond else {}
+    return {"count": count, **cursor, **others}
 
 
-def _posts_with_ids(ids: Select, newest_first: bool) -> list[Post]:
-    return _posts(select(Post).where(Post.id.in_(ids)).order_by(*key_order(Post, newest_first)))
+def _posts(query: Select, parameters: dict) -> list[Post]:
+    return list(db.session.scalars(query, parameters))
 
 
 def page_of(

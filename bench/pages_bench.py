@@ -1,0 +1,219 @@
+"""Pages benchmark: the list pages at 100,000 and 1,000,000 posts under wrk, keyset vs OFFSET.
+
+    python -m bench.pages_bench [--sizes 100000 1000000] [--seconds 10]
+
+For each size it builds a SQLite database through the migrations: 1,000 authors writing the
+posts (a random author each, one second apart), a reader who follows 200 of them, a popular
+user whom every other account follows, 20 random follows per author, and 10,000 more accounts
+that only follow (so the popular user has 11,000 followers). gunicorn runs from
+``gunicorn.conf.py`` (2 gevent workers) with ``bench.offset_wsgi``, which serves the pages as
+they are and, under ``/offset``, as they were before keyset paging. wrk (1 thread, 8
+connections, signed in as the reader) drives each page in turn; wrk and gunicorn share the
+machine's cores, so ``/auth/login`` (no database work) is the ceiling the others are read
+against.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import requests
+from flask_migrate import upgrade
+from werkzeug.security import generate_password_hash
+
+from bench.common import ROOT, make_app, scratch_dir
+from microblog.extensions import db
+from microblog.services import RedisServer, free_port, wait_until
+
+AUTHORS = 1_000
+ONLY_FOLLOWERS = 10_000
+READER, POPULAR = 1, 2  # ids: the reader follows 200 authors; everyone follows the popular one
+PASSWORD = "bench-password-1"
+WARM_UP_SECONDS = 2
+PAGES = {
+    "/auth/login": "/auth/login",
+    "/ home": "/",
+    "/explore": "/explore",
+    "/user/<popular>": f"/user/user{POPULAR}",
+}
+# SQLAlchemy's storage format for timestamps in SQLite, which range comparisons rely on.
+SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def build(path: Path, posts: int, seed: int = 1) -> None:
+    """Create the schema by the migrations, then fill it in bulk."""
+    app = make_app(path, "redis://127.0.0.1:1/0")
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+        db.engine.dispose()
+    rng = random.Random(seed)
+    password_hash = generate_password_hash(PASSWORD)
+    joined = datetime(2019, 1, 1).strftime(SQLITE_TIMESTAMP)
+    users = [
+        (n, f"user{n}", f"user{n}@example.com", f"user{n}", f"user{n}@example.com", joined)
+        for n in range(1, AUTHORS + ONLY_FOLLOWERS + 1)
+    ]
+    follows = {(n, POPULAR) for n in range(1, AUTHORS + ONLY_FOLLOWERS + 1) if n != POPULAR}
+    follows |= {(READER, n) for n in range(2, 202)}
+    for n in range(2, AUTHORS + 1):
+        follows |= {(n, other) for other in rng.sample(range(1, AUTHORS + 1), 20) if other != n}
+    start = datetime(2020, 1, 1)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.executemany(
+            "INSERT INTO user (id, username, email, username_key, email_key, last_seen,"
+            f" password_hash) VALUES (?, ?, ?, ?, ?, ?, '{password_hash}')",
+            users,
+        )
+        connection.executemany(
+            "INSERT INTO followers (follower_id, followed_id) VALUES (?, ?)", sorted(follows)
+        )
+        for first in range(0, posts, 50_000):
+            connection.executemany(
+                "INSERT INTO post (body, timestamp, user_id) VALUES (?, ?, ?)",
+                (
+                    (
+                        f"Post number {i}, a sentence or two about the day, the weather and "
+                        "whatever else came to mind.",
+                        (start + timedelta(seconds=i)).strftime(SQLITE_TIMESTAMP),
+                        rng.randint(1, AUTHORS),
+                    )
+                    for i in range(first, min(first + 50_000, posts))
+                ),
+            )
+    with connection:
+        connection.execute("ANALYZE")
+    connection.close()
+
+
+class Server:
+    """gunicorn from gunicorn.conf.py, serving ``bench.offset_wsgi`` on a database."""
+
+    def __init__(self, database: Path, redis_url: str, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{database}",
+            "REDIS_URL": redis_url,
+            "MICROBLOG_BIND": self.url.removeprefix("http://"),
+            "WEB_CONCURRENCY": "2",
+            "SECRET_KEY": "bench",
+            "HTTPS_ONLY": "0",
+        }
+        with log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "bench.offset_wsgi:app"],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_until(self._up, 60, f"gunicorn (log: {log})")
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
+        try:
+            return requests.get(self.url + "/healthz", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def sign_in(self, username: str) -> str:
+        """Return the Cookie header of a session signed in as ``username``."""
+        session = requests.Session()
+        page = session.get(self.url + "/auth/login", timeout=10).text
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+        form = {"username": username, "password": PASSWORD, "csrf_token": token}
+        session.post(self.url + "/auth/login", data=form, timeout=10).raise_for_status()
+        cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+        home = requests.get(self.url + "/", headers={"Cookie": cookie}, timeout=10)
+        if home.status_code != 200 or home.history:
+            raise RuntimeError(f"signing in as {username} failed: {home.status_code}")
+        return cookie
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def load(url: str, cookie: str, seconds: int) -> dict:
+    """Drive one URL with wrk (with that Cookie header, if any); return rate and latencies."""
+    headers = {"Cookie": cookie} if cookie else {}
+    response = requests.get(url, headers=headers, timeout=60, allow_redirects=False)
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}, not 200")
+    wrk(url, cookie, WARM_UP_SECONDS)  # caches, pools and the first template compilations
+    result = wrk(url, cookie, seconds)
+    if result["bad_status"] or result["socket_errors"]:
+        raise RuntimeError(f"wrk on {url} saw errors: {result}")
+    result["rate"] = result["requests"] / result["seconds"]
+    return result
+
+
+def wrk(url: str, cookie: str, seconds: int) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{seconds}s", "--timeout", "10s",
+         "-s", str(ROOT / "bench" / "wrk_report.lua"), url,
+         *(["-H", f"Cookie: {cookie}"] if cookie else [])],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(size: int, redis_url: str, seconds: int) -> dict[tuple[str, str], dict]:
+    directory = scratch_dir()
+    build(directory / "bench.sqlite", size)
+    server = Server(directory / "bench.sqlite", redis_url, directory / "gunicorn.log")
+    try:
+        cookie = server.sign_in(f"user{READER}")
+        results = {}
+        results["keyset", "/auth/login"] = load(server.url + "/auth/login", "", seconds)
+        for name, path in PAGES.items():
+            if path != "/auth/login":  # signed out: signed in, it redirects
+                results["keyset", name] = load(server.url + path, cookie, seconds)
+                results["offset", name] = load(server.url + "/offset" + path, cookie, seconds)
+        return results
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    redis = RedisServer().start()
+    try:
+        runs = {size: measure(size, redis.url, args.seconds) for size in args.sizes}
+    finally:
+        redis.stop()
+    sizes = " | ".join(f"{size:,} posts: req/s, p50, p99" for size in args.sizes)
+    print(f"| page | approach | {sizes} |")
+    print("|---|---|" + "---|" * len(args.sizes))
+    ceiling = {size: runs[size]["keyset", "/auth/login"]["rate"] for size in args.sizes}
+    for name in PAGES:
+        for approach in ("keyset", "offset"):
+            if (approach, name) not in runs[args.sizes[0]]:
+                continue
+            cells = []
+            for size in args.sizes:
+                row = runs[size][approach, name]
+                share = row["rate"] / ceiling[size]
+                cells.append(
+                    f"{row['rate']:,.0f} ({share:.0%} of login), "
+                    f"{row['p50_ms']:.1f} ms, {row['p99_ms']:.1f} ms"
+                )
+            print(f"| `{name}` | {approach} | " + " | ".join(cells) + " |")
+    if len(args.sizes) > 1:
+        small, large = min(args.sizes), max(args.sizes)
+        for name in PAGES:
+            change = runs[large]["keyset", name]["rate"] / runs[small]["keyset", name]["rate"] - 1
+            print(f"{name}: rate at {large:,} posts is {change:+.0%} of its rate at {small:,}")
+
+
+if __name__ == "__main__":
+    main()
