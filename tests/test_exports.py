@@ -4,15 +4,21 @@ import gzip
 import json
 import re
 import threading
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from microblog.exports.archive import post_json, post_rows
 from microblog.exports.jobs import export_posts
 from microblog.exports.models import Archive
 from microblog.exports.views import attachment
 from microblog.extensions import db, mail
 from microblog.jobs.launch import TaskAlreadyActive, launch
 from microblog.jobs.models import Task, TaskStatus
+from microblog.posts.models import Post
 from microblog.services import free_port
 from tests.helpers import insert_posts
 
@@ -237,3 +243,29 @@ def test_a_download_name_cannot_break_out_of_its_header():
     assert "\n" not in header and header.count('"') == 2
     assert header.startswith('attachment; filename="microblog-al_ice___x__.json.gz"')
     assert header.endswith("filename*=UTF-8''microblog-al%0Aice%22%3B%20x%3D%C3%BC.json.gz")
+
+
+SECOND, MICRO = timedelta(seconds=1), timedelta(microseconds=1)
+
+
+def test_chunks_hold_every_post_once_oldest_first_across_equal_timestamps(app, make_user):
+    # Given posts sharing timestamps across where 3-row chunks split them
+    alice = make_user("alice")
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    with app.app_context():
+        for i in range(11):
+            db.session.add(Post(body=f"p{i}", user_id=alice, timestamp=moment + (i // 4) * SECOND))
+        db.session.commit()
+        # When they are read in chunks
+        chunks = list(post_rows(alice, chunk=3))
+    # Then each post comes once, in (timestamp, id) order
+    assert [len(rows) for rows in chunks] == [3, 3, 3, 2]
+    assert [row.body for rows in chunks for row in rows] == [f"p{i}" for i in range(11)]
+
+
+@given(body=st.text(), micros=st.integers(0, 2**40))
+def test_a_posts_json_is_exactly_what_json_dumps_writes(body, micros):
+    row = SimpleNamespace(body=body, timestamp=datetime(2020, 1, 1, tzinfo=UTC) + micros * MICRO)
+    timestamp = row.timestamp.isoformat().replace("+00:00", "Z")
+    expected = json.dumps({"body": body, "timestamp": timestamp}, ensure_ascii=False)
+    assert post_json(row) == expected

@@ -74,6 +74,10 @@ class Cursor:
         except OverflowError:  # past the year 9999
             return None
 
+    def parameters(self) -> dict:
+        """Return the values of the parameters ``beyond_cursor`` compares with."""
+        return {"cursor_timestamp": self.timestamp, "cursor_id": self.id}
+
     def __str__(self) -> str:
         return f"{(self.timestamp - EPOCH) // timedelta(microseconds=1)}.{self.id}"
 
@@ -95,7 +99,7 @@ class Listing:
 
     def first(self, count: int, newest_first: bool, beyond: Cursor | None) -> list[Post]:
         """Return the first ``count`` posts in that order, past ``beyond`` if given."""
-        query = self.query.where(_past(Post, newest_first)) if beyond else self.query
+        query = self.query.where(beyond_cursor(Post, newest_first)) if beyond else self.query
         query = query.order_by(*key_order(Post, newest_first)).limit(bindparam("count"))
         return _posts(query, _parameters(count, beyond))
 
@@ -145,7 +149,7 @@ def _timeline_reads(newest_first: bool, past_cursor: bool, postgresql: bool) -> 
     order = functools.partial(key_order, newest_first=newest_first)
 
     def past(columns) -> ColumnElement[bool]:
-        return _past(columns, newest_first) if past_cursor else true()
+        return beyond_cursor(columns, newest_first) if past_cursor else true()
 
     recent = (
         select(Post.id, Post.timestamp, Post.user_id)
@@ -210,8 +214,11 @@ def key_order(columns, newest_first: bool = True) -> tuple:
     return columns.timestamp.asc(), columns.id.asc()
 
 
-def _past(columns, newest_first: bool) -> ColumnElement[bool]:
-    """Return "beyond the cursor in that reading order"; the cursor comes as parameters."""
+def beyond_cursor(columns, newest_first: bool) -> ColumnElement[bool]:
+    """Return "beyond the cursor in that reading order", the cursor bound by its parameters().
+
+    A row value, which both databases read as one range of a (timestamp, id) index.
+    """
     key = tuple_(columns.timestamp, columns.id)
     cursor = tuple_(
         bindparam("cursor_timestamp", type_=Post.timestamp.type),
@@ -221,8 +228,7 @@ def _past(columns, newest_first: bool) -> ColumnElement[bool]:
 
 
 def _parameters(count: int, beyond: Cursor | None, **others) -> dict:
-    cursor = {"cursor_timestamp": beyond.timestamp, "cursor_id": beyond.id} if beyond else {}
-    return {"count": count, **cursor, **others}
+    return {"count": count, **(beyond.parameters() if beyond else {}), **others}
 
 
 def _posts(query: Select, parameters: dict) -> list[Post]:
