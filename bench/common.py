@@ -2,10 +2,11 @@
 
 import json
 import os
-import resource
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from flask import Flask
@@ -37,22 +38,51 @@ def create_database(app: Flask, users: dict[str, int]) -> dict[str, int]:
     return ids
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_child(module: str, *args: str) -> dict:
-    """Run ``python -m module args`` in a fresh process; return the JSON it prints last."""
-    out = subprocess.run(
+    """Run ``python -m module args`` in a fresh process; return the JSON it prints last.
+
+    The process's peak resident memory is added as ``peak_rss_mb``, measured from outside:
+    the kernel's high-water mark for the process (``VmHWM``), read until it exits.
+    """
+    process = subprocess.Popen(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    if out.returncode:
-        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    peak = HighWaterMark(process.pid)
+    out, errors = process.communicate()
+    peak.stop()
+    if process.returncode:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{errors}")
+    return json.loads(out.strip().splitlines()[-1]) | {"peak_rss_mb": peak.kib / 1024}
+
+
+class HighWaterMark:
+    """Follow a process's peak resident memory from outside, every 20 ms until it ends."""
+
+    def __init__(self, pid: int) -> None:
+        self.status = Path(f"/proc/{pid}/status")
+        self.kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._done.wait(0.02):
+            try:
+                text = self.status.read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+            if match:  # absent once the process is a zombie
+                self.kib = max(self.kib, int(match.group(1)))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
 
 
 def scratch_dir() -> Path:
