@@ -45,7 +45,9 @@ PAGES = {
     "/ home": "/",
     "/explore": "/explore",
     "/user/<popular>": f"/user/user{POPULAR}",
+    "/user/<popular>/followers": f"/user/user{POPULAR}/followers",
 }
+BEFORE_KEYSET = {"/ home", "/explore", "/user/<popular>"}  # what bench.offset_wsgi serves
 # SQLAlchemy's storage format for timestamps in SQLite, which range comparisons rely on.
 SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -76,7 +78,14 @@ def build(path: Path, posts: int, seed: int = 1) -> None:
             users,
         )
         connection.executemany(
-            "INSERT INTO followers (follower_id, followed_id) VALUES (?, ?)", sorted(follows)
+            "INSERT INTO followers (follower_id, followed_id, created_at) VALUES (?, ?, ?)",
+            (
+                (
+                    *pair,
+                    (start + timedelta(seconds=rng.randint(0, 10**8))).strftime(SQLITE_TIMESTAMP),
+                )
+                for pair in sorted(follows)
+            ),
         )
         for first in range(0, posts, 50_000):
             connection.executemany(
@@ -201,6 +210,7 @@ def measure(size: int, redis_url: str, seconds: int) -> dict[tuple[str, str], di
         for name, path in PAGES.items():
             if path != "/auth/login":  # signed out: signed in, it redirects
                 results["keyset", name] = load(server, path, cookie, seconds)
+            if name in BEFORE_KEYSET:
                 results["offset", name] = load(server, "/offset" + path, cookie, seconds)
         return results
     finally:

@@ -5,7 +5,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from microblog.auth.models import User, followers
 from microblog.extensions import db
@@ -294,8 +294,63 @@ def test_profile_counts_followers_and_shows_the_right_button(client, auth, make_
     make_user("carol")
     client.post("/follow/bob")
     bob = client.get("/user/bob").get_data(as_text=True)
-    assert "1 followers · 0 following" in bob and 'action="/unfollow/bob"' in bob
+    assert "1 followers · 0 following" in text(bob) and 'action="/unfollow/bob"' in bob
+    assert 'href="/user/bob/followers"' in bob and 'href="/user/bob/following"' in bob
     alice = client.get("/user/alice").get_data(as_text=True)
-    assert "0 followers · 1 following" in alice
+    assert "0 followers · 1 following" in text(alice)
     carol = client.get("/user/carol").get_data(as_text=True)
     assert 'action="/follow/carol"' in carol
+
+
+def text(html: str) -> str:
+    """Return the page's text: tags dropped, whitespace runs made one space."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def names(html: str) -> list[str]:
+    return re.findall(r'<li class="[^"]*person">.*?<a [^>]*>([^<]*)</a>', html, re.DOTALL)
+
+
+def test_people_pages_list_newest_follows_first_by_cursor(client, auth, make_user, app):
+    # Given 12 followers of alice, some following at the same moment, and whom one follows
+    alice = auth.signed_in("alice")
+    fans = [make_user(f"fan{i:02d}") for i in range(12)]
+    moment = utcnow() - timedelta(days=1)
+    with app.app_context():
+        for i, fan in enumerate(fans):
+            at = moment + timedelta(seconds=i // 3)  # three follows a second
+            db.session.execute(
+                insert(followers).values(follower_id=fan, followed_id=alice, created_at=at)
+            )
+        db.session.execute(
+            insert(followers).values(follower_id=fans[0], followed_id=fans[1], created_at=moment)
+        )
+        db.session.commit()
+    # When alice's followers are paged older, then back newer
+    seen, html = [], client.get("/user/alice/followers").get_data(as_text=True)
+    first = html
+    while True:
+        seen.append(names(html))
+        if link(html, "next") is None:
+            break
+        html = client.get(link(html, "next")).get_data(as_text=True)
+    back = client.get(link(html, "prev")).get_data(as_text=True)
+    # Then newest follow first (ties by newest account), each once, five a page
+    expected = [
+        f"fan{i:02d}" for i in sorted(range(12), key=lambda i: (i // 3, fans[i]), reverse=True)
+    ]
+    assert sum(seen, []) == expected and [len(p) for p in seen] == [5, 5, 2]
+    assert names(back) == seen[1] and link(first, "prev") is None
+    # And the other list is whom someone follows, ties by newest account first
+    following = client.get("/user/fan00/following").get_data(as_text=True)
+    assert names(following) == ["fan01", "alice"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/user/nobody/followers", "/user/nobody/following", "/user/alice/followers?before=x",
+     "/user/alice/following?after=1"],
+)  # fmt: skip
+def test_people_pages_of_nobody_or_nowhere_are_404(client, auth, path):
+    auth.signed_in("alice")
+    assert client.get(path).status_code == 404

@@ -19,9 +19,12 @@ followers = Table(
     db.metadata,
     Column("follower_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
     Column("followed_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
-    # The primary key serves "whom does X follow"; this serves "who follows X" (follower
-    # lists and counts, and the cascade when an account is deleted).
-    Index("ix_followers_followed_id", "followed_id"),
+    # When the follow began: lists of people show the newest follows first.
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # Each list in order, newest follow first, as one range: whom X follows, and who follows
+    # X (which also serves follower counts and the cascade when an account is deleted).
+    Index("ix_followers_follower_id_created_at", "follower_id", "created_at", "followed_id"),
+    Index("ix_followers_followed_id_created_at", "followed_id", "created_at", "follower_id"),
 )
 
 

@@ -1,8 +1,9 @@
-"""The Post model and the queries that list posts."""
+"""Posts, and the lists of posts and of people, paged by keyset."""
 
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import (
     ColumnElement,
@@ -86,7 +87,7 @@ class Cursor:
 class Page:
     """One page of a list: its posts, and where the pages just newer and older begin."""
 
-    items: list[Post]
+    items: list  # posts, or people (Follow)
     newer: Cursor | None  # link to the page newer than this one ("after" its first post)
     older: Cursor | None  # link to the page older than this one ("before" its last post)
 
@@ -141,6 +142,36 @@ class HomeTimeline(Listing):
 
     def _parameters(self, count: int, beyond: Cursor | None) -> dict:
         return _parameters(count, beyond, user_id=self.user_id, window=count * self.WINDOW)
+
+
+@dataclass(frozen=True)
+class Follow:
+    """One person in a list of followers or of followed users."""
+
+    user: User
+    timestamp: datetime  # when the follow began
+    id: int  # the person's user id: with the timestamp, their position in the list
+
+
+class People(Listing):
+    """The followers of a user, or the users they follow; the newest follow first."""
+
+    def __init__(self, user_id: int, followers_of: bool) -> None:
+        mine, theirs = (followers.c.follower_id, followers.c.followed_id)
+        if followers_of:
+            mine, theirs = theirs, mine
+        self.key = SimpleNamespace(timestamp=followers.c.created_at, id=theirs)
+        super().__init__(
+            select(User, followers.c.created_at)
+            .join(followers, theirs == User.id)
+            .where(mine == user_id)
+        )
+
+    def first(self, count: int, newest_first: bool, beyond: Cursor | None) -> list[Follow]:
+        query = self.query.where(beyond_cursor(self.key, newest_first)) if beyond else self.query
+        query = query.order_by(*key_order(self.key, newest_first)).limit(bindparam("count"))
+        rows = db.session.execute(query, _parameters(count, beyond))
+        return [Follow(user, started, user.id) for user, started in rows]
 
 
 @functools.cache
@@ -257,6 +288,16 @@ def page_of(
         newer=Cursor.of(items[0]) if items and more_newer else None,
         older=Cursor.of(items[-1]) if items and more_older else None,
     )
+
+
+def followers_of(user: User) -> People:
+    """Return the people who follow the user."""
+    return People(user.id, followers_of=True)
+
+
+def followed_by(user: User) -> People:
+    """Return the people the user follows."""
+    return People(user.id, followers_of=False)
 
 
 def timeline_of(user: User) -> HomeTimeline:

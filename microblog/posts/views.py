@@ -27,6 +27,8 @@ from microblog.posts.models import (
     Page,
     Post,
     all_posts,
+    followed_by,
+    followers_of,
     key_order,
     page_of,
     posts_of,
@@ -59,16 +61,21 @@ def page_of_posts(listing: Listing) -> Page:
     An old ``?page=N`` link is answered once by OFFSET and redirected to the cursor it means;
     a cursor or page number that cannot exist is a 404.
     """
-    per_page = current_app.config["POSTS_PER_PAGE"]
     if "page" in request.args:
+        per_page = current_app.config["POSTS_PER_PAGE"]
         abort(redirect_old_page_link(listing.query, request.args["page"], per_page))
+    return page_of_request(listing)
+
+
+def page_of_request(listing: Listing) -> Page:
+    """Return the page of ``listing`` the request's cursor names; a bad cursor is a 404."""
     cursors = {}
     for name in ("before", "after"):
         if name in request.args:
             cursors[name] = Cursor.parse(request.args[name]) or abort(404, "There is no such page.")
     if len(cursors) > 1:
         abort(404, "There is no such page.")
-    return page_of(listing, per_page, **cursors)
+    return page_of(listing, current_app.config["POSTS_PER_PAGE"], **cursors)
 
 
 def redirect_old_page_link(query: Select, number: str, per_page: int) -> Response:
@@ -120,6 +127,28 @@ def user(username: str):
         follower_count=follower_count,
         following_count=following_count,
         following=users.is_following(current_user.id, profile.id),
+    )
+
+
+@bp.route("/user/<username>/followers")
+@login_required
+def followers(username: str):
+    return _people(username, "followers")
+
+
+@bp.route("/user/<username>/following")
+@login_required
+def following(username: str):
+    return _people(username, "following")
+
+
+def _people(username: str, which: str):
+    profile = find_user(username) or abort(404)
+    people = followers_of(profile) if which == "followers" else followed_by(profile)
+    title = f"{profile.username}: {'followers' if which == 'followers' else 'following'}"
+    page = page_of_request(people)
+    return render_template(
+        "posts/people.html", title=title, profile=profile, which=which, page=page
     )
 
 
