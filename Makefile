@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.export_bench
 	$(BIN)/python -m bench.sse_bench
 	$(BIN)/python -m bench.recovery_bench
+	$(BIN)/python -m bench.pages_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

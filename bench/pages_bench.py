@@ -202,16 +202,21 @@ def wrk(url: str, cookie: str, seconds: int, server: "Server") -> dict:
 def measure(size: int, redis_url: str, seconds: int) -> dict[tuple[str, str], dict]:
     directory = scratch_dir()
     build(directory / "bench.sqlite", size)
+    os.sync()  # the new database written out before anything is timed
     server = Server(directory / "bench.sqlite", redis_url, directory / "gunicorn.log")
     try:
         cookie = server.sign_in(f"user{READER}")
         results = {}
-        results["keyset", "/auth/login"] = load(server, "/auth/login", "", seconds)
+        login = load(server, "/auth/login", "", seconds)  # signed out: signed in, it redirects
         for name, path in PAGES.items():
-            if path != "/auth/login":  # signed out: signed in, it redirects
+            if path != "/auth/login":
                 results["keyset", name] = load(server, path, cookie, seconds)
             if name in BEFORE_KEYSET:
                 results["offset", name] = load(server, "/offset" + path, cookie, seconds)
+        # The ceiling is the better of a run before and one after the pages: a machine busy
+        # with something else for a while lowers a rate, it never raises one.
+        again = load(server, "/auth/login", "", seconds)
+        results["keyset", "/auth/login"] = max(login, again, key=lambda row: row["rate"])
         return results
     finally:
         server.stop()
@@ -223,6 +228,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("This benchmark drives the pages with wrk: apt-get install wrk")
     redis = RedisServer().start()
     try:
         runs = {size: measure(size, redis.url, args.seconds) for size in args.sizes}
