@@ -102,11 +102,11 @@ def main() -> None:
             return result | {"job_peak_mb": traced["job_peak_mb"]}
 
         base = measure("seed", "baseline")
-        report(f"seed-style loop, {users['baseline']:>7,} posts", base)
+        report(f"seed-style loop, {users['baseline']:>9,} posts", base)
         rows = {n: measure("export", f"u{n}") for n in args.sizes}
         for n, row in rows.items():
             ratio = row["posts_per_second"] / base["posts_per_second"]
-            report(f"export job,      {n:>7,} posts", row, f", {ratio:,.0f}x the seed-style loop")
+            report(f"export job,      {n:>9,} posts", row, f", {ratio:,.0f}x the seed-style loop")
         if len(rows) > 1:
             small, large = rows[min(rows)], rows[max(rows)]
             print(

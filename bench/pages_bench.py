@@ -199,10 +199,52 @@ def wrk(url: str, cookie: str, seconds: int, server: "Server") -> dict:
     raise RuntimeError(f"wrk's connections kept landing on one worker: {spread}")
 
 
+def chrome_costs(database: Path, redis_url: str, repeat: int = 2_000) -> dict[str, float]:
+    """Time, in µs, what every signed-in page does besides its list, and the home list."""
+    from flask_login import login_user
+
+    from microblog.auth.models import User
+    from microblog.auth.sessions import load_user, open_sign_in
+    from microblog.jobs.models import tasks_to_show
+    from microblog.jobs.views import inject_tasks
+    from microblog.models import utcnow
+    from microblog.posts.models import page_of, timeline_of
+    from microblog.posts.views import record_last_seen
+    from microblog.stream import stream_url
+
+    app = make_app(database, redis_url)
+    with app.test_request_context("/"):
+        reader = db.session.get(User, READER)
+        open_sign_in(reader)
+        db.session.commit()
+        token = reader.sign_in_token
+        login_user(load_user(token))
+        parts = {
+            "the signed-in user (sign-in lookup)": lambda: load_user(token),
+            "last seen (checked; written once a minute)": record_last_seen,
+            "task cards (query)": lambda: tasks_to_show(READER, utcnow()),
+            "stream resume point (one Redis call)": stream_url,
+            "all of the page's context (cards and stream)": inject_tasks,
+            "the home timeline's page (for comparison)": lambda: page_of(timeline_of(reader), 25),
+        }
+        costs = {}
+        for name, part in parts.items():
+            part()
+            start = time.perf_counter()
+            for _ in range(repeat):
+                part()
+            costs[name] = (time.perf_counter() - start) / repeat * 1e6
+    with app.app_context():
+        db.engine.dispose()
+    return costs
+
+
 def measure(size: int, redis_url: str, seconds: int) -> dict[tuple[str, str], dict]:
     directory = scratch_dir()
     build(directory / "bench.sqlite", size)
     os.sync()  # the new database written out before anything is timed
+    for name, micros in chrome_costs(directory / "bench.sqlite", redis_url).items():
+        print(f"{size:,} posts: {name}: {micros:,.0f} µs")
     server = Server(directory / "bench.sqlite", redis_url, directory / "gunicorn.log")
     try:
         cookie = server.sign_in(f"user{READER}")

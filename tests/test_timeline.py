@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, insert
 
-from microblog.auth.models import User, follow
+from microblog.auth.models import User, follow, unfollow
 from microblog.extensions import db
 from microblog.posts.models import Cursor, HomeTimeline, Post, key_order, page_of
 
@@ -94,6 +94,9 @@ def test_a_follow_or_unfollow_shows_on_the_next_read(app, people):
         follow(people["reader"], people["stranger"])
         db.session.commit()
         assert len(page_of(timeline, PER_PAGE).items) == 3
+        unfollow(people["reader"], people["stranger"])
+        db.session.commit()
+        assert page_of(timeline, PER_PAGE).items == []
 
 
 def plan(statement) -> str:
