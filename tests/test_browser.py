@@ -52,8 +52,13 @@ def worker_process(live_env, tmp_path):
 @pytest.fixture
 def page(browser, gunicorn_server):
     context = browser.new_context(base_url=gunicorn_server)
-    page = context.new_page()
-    # Whatever the Content-Security-Policy refuses is reported on the console.
+    page = watch_csp(context.new_page())
+    yield page
+    context.close()
+
+
+def watch_csp(page):
+    """Collect in ``page.refused_by_csp`` what the Content-Security-Policy refuses."""
     page.refused_by_csp = []
     page.on(
         "console",
@@ -61,8 +66,7 @@ def page(browser, gunicorn_server):
             "Content Security Policy" in message.text and page.refused_by_csp.append(message.text)
         ),
     )
-    yield page
-    context.close()
+    return page
 
 
 def sign_in(page, username: str) -> None:
@@ -136,3 +140,31 @@ def test_page_works_with_javascript_off(browser, gunicorn_server, live_user):
         assert page.locator("#tasks .task").count() == 1
     finally:
         context.close()
+
+
+def test_cancel_and_try_again_from_the_card_show_in_every_tab(page, live_user):
+    # Given a user's profile open in two tabs, and no worker: an export stays queued
+    _, username = live_user("tabs", posts=3)
+    sign_in(page, username)
+    other = watch_csp(page.context.new_page())
+    for tab in (page, other):
+        tab.goto(f"/user/{username}")
+    # When one tab starts an export, both show its card; the other tab cancels it
+    page.click("#export-button")
+    card = "#tasks .task[data-status='queued']"
+    other.wait_for_selector(card, timeout=15_000)
+    other.click(f"{card} .task-cancel button")
+    # Then both tabs show it cancelled, with "Try again", and the export button enabled
+    for tab in (page, other):
+        tab.wait_for_selector("#tasks .task[data-status='cancelled']", timeout=15_000)
+        assert tab.locator("#tasks .task-state").first.text_content() == "Cancelled"
+        assert tab.locator("#tasks .task-retry").first.is_visible()
+        assert not tab.locator("#tasks .task-cancel").first.is_visible()
+        assert not tab.locator("#export-button").is_disabled()
+    # And "Try again" starts a new export that both tabs show as queued
+    page.click("#tasks .task[data-status='cancelled'] .task-retry button")
+    for tab in (page, other):
+        tab.wait_for_selector(card, timeout=15_000)
+    assert page.locator("#tasks .task").count() == 1  # the retried card made way in this tab
+    screenshot(other, "task-cancelled-and-retried.png")
+    assert page.refused_by_csp == [] and other.refused_by_csp == []

@@ -5,7 +5,10 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from microblog.exports.jobs import export_posts
 from microblog.extensions import db
+from microblog.jobs.launch import launch
+from microblog.jobs.models import Task
 from microblog.posts.models import Post
 
 
@@ -55,3 +58,19 @@ def test_post_with_token_from_the_page_is_accepted(client, make_user, app):
     assert response.status_code == 302
     with app.app_context():
         assert db.session.scalar(select(func.count(Post.id))) == 1
+
+
+def test_cancel_and_retry_without_a_token_are_refused_and_change_nothing(client, make_user, app):
+    alice = make_user("alice")
+    token = token_from(client, "/auth/login")
+    client.post(
+        "/auth/login",
+        data={"username": "alice", "password": "correct-horse-9", "csrf_token": token},
+    )
+    with app.app_context():
+        task_id = launch(export_posts, alice).id
+    for action in ("cancel", "retry"):
+        assert client.post(f"/tasks/{task_id}/{action}").status_code == 400
+    with app.app_context():
+        assert db.session.get(Task, task_id).status == "queued"
+        assert db.session.scalar(select(func.count()).select_from(Task)) == 1

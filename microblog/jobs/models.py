@@ -17,13 +17,15 @@ class TaskStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by its user or an operator; final like the other two
 
     @property
     def is_final(self) -> bool:
-        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+        return self not in ACTIVE_STATUSES
 
 
 ACTIVE_STATUSES = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+RETRYABLE_STATUSES = (TaskStatus.FAILED, TaskStatus.CANCELLED)
 _ACTIVE_SQL = "status IN ('queued', 'running')"
 
 

@@ -131,7 +131,11 @@ def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
         run_body(task, attempt, body)
     except AttemptSuperseded:
         db.session.rollback()
-        log.info("task %s: attempt %d was superseded; it stops here", task_id, attempt.number)
+        log.info(
+            "task %s: attempt %d was superseded (cancelled or taken over); it stops here",
+            task_id,
+            attempt.number,
+        )
 
 
 def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:

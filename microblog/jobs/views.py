@@ -3,12 +3,14 @@
 import re
 from datetime import timedelta
 
-from flask import Blueprint, abort, has_request_context, jsonify
+from flask import Blueprint, abort, flash, has_request_context, jsonify, redirect, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from microblog.errors import wants_json
 from microblog.extensions import db
-from microblog.jobs import events
+from microblog.jobs import control, events
+from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
 from microblog.jobs.models import Task, tasks_to_show
 from microblog.jobs.runner import result_url
 from microblog.models import utcnow
@@ -35,6 +37,44 @@ def own_task_or_404(task_id: str) -> Task:
 def show(task_id: str):
     task = own_task_or_404(task_id)
     return jsonify(events.task_data(task, url=result_url(task)))
+
+
+@bp.route("/<task_id>/cancel", methods=["POST"])
+@login_required
+def cancel(task_id: str):
+    task = own_task_or_404(task_id)
+    try:
+        control.cancel(task)
+    except control.NotCancellable:
+        return _answer(task, 409, "warning", "That job has already ended.")
+    return _answer(task, 200, "info", f"{task.description}: cancelled.")
+
+
+@bp.route("/<task_id>/retry", methods=["POST"])
+@login_required
+def retry(task_id: str):
+    task = own_task_or_404(task_id)
+    try:
+        task = control.retry(task)
+    except control.NotRetryable:
+        return _answer(task, 409, "warning", "Only a failed or cancelled job can be tried again.")
+    except TaskAlreadyActive:
+        return _answer(task, 409, "warning", "That job is already running.")
+    except QueueUnavailable:
+        return _answer(task, 503, "danger", "The job queue is unreachable. Please try again.")
+    return _answer(task, 202, "info", f"{task.description}: started again.")
+
+
+def _answer(task: Task, status: int, level: str, message: str):
+    """Answer a script with JSON, a browser with a flash and a redirect to where it was."""
+    if wants_json():
+        return {"message": message, "level": level, "task_id": task.id}, status
+    flash(message, level)
+    back = request.form.get("next", "")
+    # Only a path of this site: never "//host" or "/\\host", which browsers treat as a host.
+    if not (back.startswith("/") and back[1:2] not in ("/", "\\")):
+        back = url_for("posts.index")
+    return redirect(back, 303)
 
 
 @bp.app_context_processor

@@ -6,13 +6,24 @@
   const section = document.getElementById("tasks");
   const template = document.getElementById("task-template");
   const REMOVE_FINISHED_AFTER_MS = 5 * 60 * 1000;
-  const STATE_TEXT = { queued: "Waiting to start", succeeded: "Done", failed: "Failed" };
+  const STATE_TEXT = {
+    queued: "Waiting to start",
+    succeeded: "Done",
+    failed: "Failed",
+    cancelled: "Cancelled",
+  };
+  const FINAL = ["succeeded", "failed", "cancelled"];
 
   function cardFor(task) {
     let card = section.querySelector(`[data-task-id="${CSS.escape(task.task_id)}"]`);
     if (!card) {
       card = template.content.firstElementChild.cloneNode(true);
       card.dataset.taskId = task.task_id;
+      const url = section.dataset.taskUrl.replace("TASK_ID", encodeURIComponent(task.task_id));
+      for (const form of card.querySelectorAll("form")) {
+        form.action = `${url}/${form.classList.contains("task-cancel") ? "cancel" : "retry"}`;
+        form.addEventListener("submit", act);
+      }
       section.prepend(card);
     }
     return card;
@@ -20,7 +31,7 @@
 
   function render(task) {
     const card = cardFor(task);
-    const final = task.status === "succeeded" || task.status === "failed";
+    const final = FINAL.includes(task.status);
     const shown = Number(card.querySelector(".progress").getAttribute("aria-valuenow"));
     // Events can only move a running bar forward; a restarted job starts over only when final.
     const progress = final || task.progress >= shown ? task.progress : shown;
@@ -36,6 +47,10 @@
     fill.classList.toggle("progress-bar-animated", !final);
     fill.classList.toggle("bg-success", task.status === "succeeded");
     fill.classList.toggle("bg-danger", task.status === "failed");
+    fill.classList.toggle("bg-secondary", task.status === "cancelled");
+    card.classList.toggle("border-danger", task.status === "failed");
+    card.querySelector(".task-cancel").hidden = final;
+    card.querySelector(".task-retry").hidden = !["failed", "cancelled"].includes(task.status);
     renderResult(card.querySelector(".task-result"), task);
     updateExportButton(task, final);
   }
@@ -104,9 +119,36 @@
       });
   }
 
+  // Cancel or try again without leaving the page; the stream brings the outcome to every tab.
+  function act(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const card = form.closest(".task");
+    form.querySelector("button").disabled = true;
+    fetch(form.action, {
+      method: "POST",
+      headers: { "X-CSRFToken": form.elements.csrf_token.value, Accept: "application/json" },
+      credentials: "same-origin",
+    })
+      .then((response) => response.json().then((body) => ({ response, body })))
+      .then(({ response, body }) => {
+        showFlash(body.message, body.level);
+        // The new attempt arrives as a card of its own; this one has had its say.
+        if (response.ok && form.classList.contains("task-retry")) card.remove();
+      })
+      .catch(() => showFlash("That did not reach the server. Please try again.", "danger"))
+      .finally(() => {
+        form.querySelector("button").disabled = false;
+      });
+  }
+
   // The page carries each bar's progress as data, not as an inline style the CSP would refuse.
   for (const bar of document.querySelectorAll("#tasks .progress")) {
     bar.querySelector(".progress-bar").style.width = `${bar.getAttribute("aria-valuenow")}%`;
+  }
+
+  for (const action of document.querySelectorAll("#tasks .task form")) {
+    action.addEventListener("submit", act);
   }
 
   const form = document.getElementById("export-form");

@@ -1,0 +1,64 @@
+"""Cancel a task, or try a failed or cancelled one again.
+
+The task row is the only switch. Cancelling is one conditional UPDATE from queued or running to
+``cancelled``: it frees the user's slot for that job type at once (the one-active-task index
+covers queued and running only). Nothing is sent to the worker. A queued message is dropped
+when a worker picks it up (``start_attempt`` starts only active tasks), and a running attempt
+stops at its next fenced write (``hold``): progress is written every 0.1 s while work goes
+on, so it stops within about that, and its transaction, with any half-stored archive, is
+rolled back. The one thing a cancel cannot undo is an email whose SMTP conversation had
+already begun.
+"""
+
+from sqlalchemy import update
+
+from microblog.extensions import db
+from microblog.jobs import events
+from microblog.jobs.broker import actor_named
+from microblog.jobs.launch import launch
+from microblog.jobs.models import ACTIVE_STATUSES, RETRYABLE_STATUSES, Task, TaskStatus
+from microblog.jobs.progress import announce
+from microblog.models import utcnow
+
+
+class NotCancellable(Exception):
+    """The task has already ended."""
+
+
+class NotRetryable(Exception):
+    """Only a failed or cancelled task can be tried again."""
+
+
+def cancel(task: Task) -> None:
+    """Cancel a queued or running task, commit, and announce it finished.
+
+    :raise NotCancellable: it had ended already (perhaps a moment ago).
+    """
+    now = utcnow()
+    cancelled = db.session.scalar(
+        update(Task)
+        .where(Task.id == task.id, Task.status.in_(ACTIVE_STATUSES))
+        .values(status=TaskStatus.CANCELLED, finished_at=now, updated_at=now, error=None)
+        .returning(Task.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if cancelled is None:
+        raise NotCancellable(task.id)
+    db.session.refresh(task)
+    announce(task.user_id, events.FINISHED, events.task_data(task))
+
+
+def retry(task: Task) -> Task:
+    """Start the same job again for the same user, as a new task; return it.
+
+    :raise NotRetryable: the task is active or succeeded, or its job type is gone.
+    :raise TaskAlreadyActive, QueueUnavailable: as :func:`microblog.jobs.launch.launch`.
+    """
+    if task.status not in RETRYABLE_STATUSES:
+        raise NotRetryable(task.id)
+    try:
+        actor = actor_named(task.name)
+    except KeyError:  # a job type this version no longer has
+        raise NotRetryable(task.id) from None
+    return launch(actor, task.user_id)

@@ -1,0 +1,137 @@
+"""Cancel a task, try one again: from the card or a script, on real Redis, worker and SMTP."""
+
+import logging
+import time
+
+import pytest
+from dramatiq import Worker
+from sqlalchemy import select
+
+from microblog.exports.jobs import export_posts
+from microblog.exports.models import Archive
+from microblog.extensions import db
+from microblog.jobs.launch import launch
+from microblog.jobs.models import Task
+from tests.helpers import insert_posts
+
+JSON = {"Accept": "application/json"}
+
+
+def task_row(app, task_id: str) -> Task:
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        db.session.expunge(task)
+        return task
+
+
+def start_export(client) -> str:
+    response = client.post("/exports", headers=JSON)
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["task_id"]
+
+
+def test_cancelling_a_queued_task_frees_its_slot_and_the_worker_drops_it(
+    client, auth, app, mailbox, recorded_events
+):
+    # Given an export waiting in the queue (no worker yet)
+    auth.signed_in("alice")
+    first = start_export(client)
+    # When it is cancelled
+    response = client.post(f"/tasks/{first}/cancel", headers=JSON)
+    # Then it is final at once, every tab hears so, and another export may start
+    assert response.status_code == 200
+    assert task_row(app, first).status == "cancelled" and task_row(app, first).finished_at
+    finished = recorded_events.finished(first)
+    assert finished.data["status"] == "cancelled"
+    second = start_export(client)
+    # And a worker drops the cancelled message and runs the new one
+    worker = Worker(app.extensions["dramatiq"], worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        assert recorded_events.finished(second).data["status"] == "succeeded"
+        app.extensions["dramatiq"].join("default", timeout=30_000)
+    finally:
+        worker.stop()
+    assert task_row(app, first).status == "cancelled" and task_row(app, first).attempts == 0
+    assert len(mailbox) == 1
+
+
+def test_cancelling_a_running_export_stops_it_with_nothing_stored_or_sent(
+    client, auth, app, worker, mailbox, recorded_events, caplog
+):
+    # Given an export of 300,000 posts under way
+    alice = auth.signed_in("alice")
+    with app.app_context():
+        insert_posts(alice, [f"post {i}" for i in range(300_000)])
+    caplog.set_level(logging.INFO, logger="microblog.jobs.runner")
+    task_id = start_export(client)
+    recorded_events.wait_for(
+        lambda m: m.data["task_id"] == task_id and m.data["status"] == "running" and m.data["done"]
+    )
+    # When its user cancels it
+    cancelled_at = time.time()
+    response = client.post(f"/tasks/{task_id}/cancel", headers=JSON)
+    assert response.status_code == 200, "the export ended before the cancel reached it"
+    # Then the worker's attempt stops at its next write, and nothing is stored or sent
+    app.extensions["dramatiq"].join("default", timeout=60_000)
+    stops = [r for r in caplog.records if task_id in r.getMessage() and "stops" in r.getMessage()]
+    assert stops, "the worker never noticed the cancel"
+    assert stops[0].created - cancelled_at < 2, "the worker took over 2 s to stop"
+    task = task_row(app, task_id)
+    assert task.status == "cancelled" and task.error is None
+    with app.app_context():
+        assert db.session.get(Archive, task_id) is None
+    assert mailbox == []
+    events = [m for _, m in recorded_events.messages if m.data["task_id"] == task_id]
+    assert events[-1].type == "task.finished" and events[-1].data["status"] == "cancelled"
+
+
+def test_trying_a_failed_export_again_starts_a_new_one_that_succeeds(
+    client, auth, app, worker, mailbox, recorded_events
+):
+    # Given an export that failed
+    alice = auth.signed_in("alice")
+    with app.app_context():
+        failed = launch(export_posts, alice)
+        failed.fail("The email could not be sent.")
+        db.session.commit()
+        failed_id = failed.id
+    # When its user tries again from the card (a browser without JavaScript)
+    response = client.post(f"/tasks/{failed_id}/retry", data={"next": "/explore"})
+    # Then a new export runs to the end and the old task stays as it was
+    assert response.status_code == 303 and response.headers["Location"] == "/explore"
+    with app.app_context():
+        newest = db.session.scalars(select(Task).where(Task.id != failed_id)).one()
+    assert recorded_events.finished(newest.id).data["status"] == "succeeded"
+    assert task_row(app, failed_id).status == "failed"
+    assert len(mailbox) == 1
+
+
+def test_only_an_active_task_can_be_cancelled_and_only_an_ended_one_retried(client, auth, app):
+    auth.signed_in("alice")
+    task_id = start_export(client)
+    assert client.post(f"/tasks/{task_id}/retry", headers=JSON).status_code == 409
+    assert client.post(f"/tasks/{task_id}/cancel", headers=JSON).status_code == 200
+    assert client.post(f"/tasks/{task_id}/cancel", headers=JSON).status_code == 409
+    # A second try while another export is active is refused: one active task per type
+    start_export(client)
+    refused = client.post(f"/tasks/{task_id}/retry", headers=JSON)
+    assert refused.status_code == 409 and "already running" in refused.get_json()["message"]
+
+
+def test_another_users_task_cannot_be_cancelled_or_retried(client, auth, app, make_user):
+    bob = make_user("bob")
+    with app.app_context():
+        task_id = launch(export_posts, bob).id
+    auth.signed_in("alice")
+    for action in ("cancel", "retry"):
+        assert client.post(f"/tasks/{task_id}/{action}").status_code == 404
+    assert task_row(app, task_id).status == "queued"
+
+
+@pytest.mark.parametrize("next_", ["https://evil.example/", "//evil.example/", "/\\evil", ""])
+def test_the_way_back_is_a_path_of_this_site_only(client, auth, next_):
+    auth.signed_in("alice")
+    task_id = start_export(client)
+    response = client.post(f"/tasks/{task_id}/cancel", data={"next": next_})
+    assert response.status_code == 303 and response.headers["Location"] == "/"
