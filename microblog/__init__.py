@@ -75,7 +75,10 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from microblog.health import check_command
+    from microblog.jobs.cli import jobs_cli, tasks_cli
     from microblog.seed import seed_demo_command
 
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(check_command)
+    app.cli.add_command(tasks_cli)
+    app.cli.add_command(jobs_cli)

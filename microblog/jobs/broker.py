@@ -7,7 +7,10 @@ re-declared on the real one by :func:`init_app`, which every entry point reaches
 """
 
 import logging
+import os
+import socket
 import threading
+import time
 from typing import Any
 
 import dramatiq
@@ -150,17 +153,35 @@ class Periodic(Middleware):
                 return
 
 
+# Worker processes by "host:pid", scored by their last maintenance tick (ms): who is alive.
+# Dramatiq's own heartbeats cannot tell: every broker call beats, a web process's enqueue too.
+WORKERS_KEY = "microblog:workers"
+
+
 class Maintenance(Periodic):
-    """Run the broker's maintenance every ``interval_ms`` in each worker process."""
+    """Run the broker's maintenance every ``interval_ms`` in each worker process, and say so."""
 
     def __init__(self, interval_ms: int) -> None:
         super().__init__(interval_ms / 1000)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def tick(self, broker: Broker) -> None:
         try:
             broker.run_maintenance()
+            broker.client.zadd(WORKERS_KEY, {self.name: int(time.time() * 1000)})
         except redis.RedisError as error:
             log.warning("queue maintenance failed (%s); trying again", error)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}"  # a forked process's own
+        super().after_worker_boot(broker, worker)
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        super().before_worker_shutdown(broker, worker)
+        try:
+            broker.client.zrem(WORKERS_KEY, self.name)
+        except redis.RedisError:
+            pass  # it will age out
 
 
 def make_broker(app: Flask) -> Broker:

@@ -51,7 +51,10 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
         broker.enqueue(actor.message(task.id).copy(message_id=task.id))
     except (redis.RedisError, BrokerConnectionError) as error:
         log.error("could not enqueue task %s: %s", task.id, error)
-        task.fail("The job queue is unreachable right now, so the job could not start.")
+        task.fail(
+            "The job queue is unreachable right now, so the job could not start.",
+            detail=f"enqueue failed: {type(error).__name__}: {error}",
+        )
         db.session.commit()
         announce(user_id, events.FINISHED, events.task_data(task))
         raise QueueUnavailable(task.id) from error

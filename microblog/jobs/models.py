@@ -50,6 +50,7 @@ class Task(db.Model):
             postgresql_where=db.text(_ACTIVE_SQL),
         ),
         Index("ix_task_user_id_created_at", "user_id", "created_at"),
+        Index("ix_task_created_at", "created_at"),  # operators' list, newest first
         Index("ix_task_status_updated_at", "status", "updated_at"),
     )
 
@@ -66,7 +67,9 @@ class Task(db.Model):
     progress: Mapped[int] = mapped_column(default=0)
     done: Mapped[int] = mapped_column(default=0)
     total: Mapped[int | None]
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # for the user
+    # For operators only, never shown to the user: the exception type and traceback.
+    failure_detail: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -80,10 +83,11 @@ class Task(db.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, detail: str | None = None) -> None:
         self._ensure_not_final()
         self.status = TaskStatus.FAILED
         self.error = reason
+        self.failure_detail = detail
         self.finished_at = utcnow()
 
     def _ensure_not_final(self) -> None:

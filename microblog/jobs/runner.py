@@ -10,6 +10,7 @@ fencing token, for the body's own writes (see :mod:`microblog.jobs.attempts`).
 import logging
 import smtplib
 import socket
+import traceback
 from collections.abc import Callable
 
 import dramatiq
@@ -124,7 +125,8 @@ def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
         return
     try:
         if attempt.number > max_attempts:
-            finish(attempt, error=CRASHED_TOO_OFTEN)
+            detail = f"{attempt.number - 1} attempts ended with their worker gone (killed or lost)"
+            finish(attempt, error=CRASHED_TOO_OFTEN, detail=detail)
             return
         task = db.session.get(Task, task_id)
         announce(task.user_id, events.PROGRESS, events.task_data(task))
@@ -146,15 +148,16 @@ def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
         raise
     except JobError as error:
         db.session.rollback()
-        finish(attempt, error=str(error))
+        finish(attempt, error=str(error), detail=traceback.format_exc())
     except TimeLimitExceeded:
         db.session.rollback()
         # Another attempt would most likely run out of time again: the user decides.
-        finish(attempt, error="The job took too long and was stopped. Please try again later.")
+        finish(attempt, error="The job took too long and was stopped. Please try again later.",
+               detail=traceback.format_exc())  # fmt: skip
     except EXPECTED_ERRORS as error:
         db.session.rollback()
         if is_last_attempt():
-            finish(attempt, error=user_safe_reason(error))
+            finish(attempt, error=user_safe_reason(error), detail=traceback.format_exc())
             return
         log.warning("task %s: attempt %d failed (%s: %s); it will be retried",
                     task.id, attempt.number, type(error).__name__, error)  # fmt: skip
@@ -164,20 +167,23 @@ def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
         if not is_last_attempt():
             raise  # Dramatiq logs it with its traceback and retries
         log.exception("task %s: attempt %d failed for the last time", task.id, attempt.number)
-        finish(attempt, error=user_safe_reason(error))
+        finish(attempt, error=user_safe_reason(error), detail=traceback.format_exc())
     else:
         finish(attempt)
 
 
-def finish(attempt: Attempt, error: str | None = None) -> None:
-    """Move the attempt's task to its final state, commit, and announce it."""
+def finish(attempt: Attempt, error: str | None = None, detail: str | None = None) -> None:
+    """Move the attempt's task to its final state, commit, and announce it.
+
+    ``error`` is the reason shown to the user; ``detail`` (a traceback) is kept for operators.
+    """
     now = utcnow()
     if error is None:
         values = {"status": TaskStatus.SUCCEEDED, "progress": 100, "error": None,
                   "done": func.coalesce(Task.total, Task.done)}  # fmt: skip
     else:
         log.warning("task %s failed: %s", attempt.task_id, error)
-        values = {"status": TaskStatus.FAILED, "error": error}
+        values = {"status": TaskStatus.FAILED, "error": error, "failure_detail": detail}
     hold(db.session, attempt, finished_at=now, **values)
     db.session.commit()
     task = db.session.get(Task, attempt.task_id, populate_existing=True)

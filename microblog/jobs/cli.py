@@ -1,0 +1,208 @@
+"""Operators' commands: ``flask --app wsgi tasks …`` and ``flask --app wsgi jobs status``."""
+
+import json
+import re
+import sys
+import time
+from datetime import datetime, timedelta
+
+import click
+import redis
+from dramatiq.common import dq_name, xq_name
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from microblog.auth.models import User, find_user
+from microblog.extensions import db
+from microblog.jobs import control
+from microblog.jobs.broker import WORKERS_KEY
+from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
+from microblog.jobs.models import Task, TaskStatus
+from microblog.jobs.reaper import run_pass
+from microblog.models import utcnow
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class Duration(click.ParamType):
+    """A span of time written like ``90s``, ``30m``, ``12h`` or ``7d``."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        match = re.fullmatch(r"(\d{1,6})([smhd])", value.strip())
+        if not match:
+            self.fail(f"{value!r} is not a duration like 90s, 30m, 12h or 7d", param, ctx)
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    """Say how long ago ``moment`` was, in the largest whole unit: 42s, 5m, 3h, 2d."""
+    if moment is None:
+        return "-"
+    seconds = int((now - moment).total_seconds())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@click.group("tasks")
+def tasks_cli() -> None:
+    """See and control background tasks (the Task table)."""
+
+
+@tasks_cli.command("list")
+@click.option("--status", type=click.Choice([s.value for s in TaskStatus]), multiple=True,
+              help="Only tasks in this status (repeatable).")  # fmt: skip
+@click.option("--user", "username", help="Only this user's tasks.")
+@click.option("--type", "job_type", help="Only tasks of this job type, e.g. export_posts.")
+@click.option("--older-than", type=Duration(), help="Only tasks created before this long ago.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@with_appcontext
+def list_tasks(status, username, job_type, older_than, limit) -> None:
+    """List tasks, newest first."""
+    query = select(Task, User.username).join(User, User.id == Task.user_id)
+    if status:
+        query = query.where(Task.status.in_(status))
+    if username:
+        user = find_user(username)
+        if user is None:
+            raise click.ClickException(f"there is no user {username!r}")
+        query = query.where(Task.user_id == user.id)
+    if job_type:
+        query = query.where(Task.name == job_type)
+    if older_than:
+        query = query.where(Task.created_at < utcnow() - older_than)
+    rows = db.session.execute(query.order_by(Task.created_at.desc()).limit(limit)).all()
+    now = utcnow()
+    table = [("ID", "USER", "TYPE", "STATUS", "PROGRESS", "ATTEMPTS", "AGE", "ERROR")]
+    for task, name in rows:
+        error = (task.error or "")[:60]
+        table.append((task.id, name, task.name, str(task.status), f"{task.progress}%",
+                      str(task.attempts), age(task.created_at, now), error))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    if not rows:
+        click.echo("(no tasks)")
+
+
+def task_or_fail(task_id: str) -> Task:
+    task = db.session.get(Task, task_id)
+    if task is None:
+        raise click.ClickException(f"there is no task {task_id}")
+    return task
+
+
+@tasks_cli.command("show")
+@click.argument("task_id")
+@with_appcontext
+def show_task(task_id: str) -> None:
+    """Show everything about one task, the failure detail for operators included."""
+    task = task_or_fail(task_id)
+    user = db.session.get(User, task.user_id)
+    now = utcnow()
+    fields = {
+        "id": task.id,
+        "user": f"{user.username} (id {user.id})",
+        "type": task.name,
+        "description": task.description,
+        "status": str(task.status),
+        "progress": f"{task.progress}% ({task.done} of {task.total if task.total else '?'})",
+        "attempts": task.attempts,
+        "created": f"{task.created_at:%Y-%m-%d %H:%M:%S} UTC ({age(task.created_at, now)} ago)",
+        "started": task.started_at and f"{task.started_at:%Y-%m-%d %H:%M:%S} UTC",
+        "finished": task.finished_at and f"{task.finished_at:%Y-%m-%d %H:%M:%S} UTC",
+        "updated": f"{task.updated_at:%Y-%m-%d %H:%M:%S} UTC ({age(task.updated_at, now)} ago)",
+        "error (shown to the user)": task.error,
+    }
+    for name, value in fields.items():
+        click.echo(f"{name + ':':<27}{'-' if value is None else value}")
+    if task.failure_detail:
+        click.echo("failure detail (operators only):")
+        click.echo(task.failure_detail.rstrip())
+
+
+@tasks_cli.command("cancel")
+@click.argument("task_id")
+@with_appcontext
+def cancel_task(task_id: str) -> None:
+    """Cancel a queued or running task; its user sees it cancelled at once."""
+    task = task_or_fail(task_id)
+    try:
+        control.cancel(task)
+    except control.NotCancellable:
+        raise click.ClickException(f"task {task_id} has already ended ({task.status})") from None
+    click.echo(f"cancelled {task_id}")
+
+
+@tasks_cli.command("retry")
+@click.argument("task_id")
+@with_appcontext
+def retry_task(task_id: str) -> None:
+    """Start a failed or cancelled task's job again for its user, as a new task."""
+    task = task_or_fail(task_id)
+    try:
+        new = control.retry(task)
+    except control.NotRetryable:
+        raise click.ClickException(f"task {task_id} is {task.status}: not retryable") from None
+    except TaskAlreadyActive:
+        raise click.ClickException("that user already has an active task of this type") from None
+    except QueueUnavailable:
+        raise click.ClickException("the job queue is unreachable; the new task failed") from None
+    click.echo(f"started {new.id} (retry of {task_id})")
+
+
+@tasks_cli.command("reap")
+@with_appcontext
+def reap_tasks() -> None:
+    """Run one reaper pass now: fail lost tasks, then the chores (expired archives…)."""
+    run_pass(current_app.extensions["dramatiq"])
+    click.echo("reaper pass done")
+
+
+@click.group("jobs")
+def jobs_cli() -> None:
+    """See the job queues and the workers."""
+
+
+@jobs_cli.command("status")
+@with_appcontext
+def jobs_status() -> None:
+    """Show each queue and the live workers; exit 1 when no worker is alive."""
+    broker = current_app.extensions["dramatiq"]
+    client = broker.client
+    now_ms = time.time() * 1000
+    try:
+        click.echo("QUEUE      READY  DELAYED  DEAD  OLDEST READY")
+        for queue in sorted(broker.get_declared_queues()):
+            key = f"{broker.namespace}:{queue}"
+            oldest = client.lindex(key, 0)
+            oldest_age = "-"
+            if oldest is not None:
+                body = client.hget(f"{key}.msgs", oldest)
+                if body:
+                    sent_ms = json.loads(body)["message_timestamp"]
+                    oldest_age = f"{max(0, now_ms - sent_ms) / 1000:.0f}s"
+            click.echo(
+                f"{queue:<10} {client.llen(key):>5}  "
+                f"{client.hlen(f'{broker.namespace}:{dq_name(queue)}.msgs'):>7}  "
+                f"{client.zcard(f'{broker.namespace}:{xq_name(queue)}'):>4}  {oldest_age}"
+            )
+        cutoff = now_ms - broker.heartbeat_timeout
+        client.zremrangebyscore(WORKERS_KEY, 0, now_ms - 24 * 3600 * 1000)  # long gone
+        workers = client.zrangebyscore(WORKERS_KEY, cutoff, "+inf", withscores=True)
+    except redis.RedisError as error:
+        raise click.ClickException(f"Redis did not answer: {error}") from None
+    click.echo(f"live workers: {len(workers)}")
+    for name, beat_ms in workers:
+        click.echo(f"  {name.decode()}  last beat {max(0, now_ms - beat_ms) / 1000:.1f}s ago")
+    if not workers:
+        click.echo("no worker is alive", err=True)
+        sys.exit(1)
