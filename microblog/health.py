@@ -1,4 +1,7 @@
-"""``GET /healthz`` and ``flask check``: whether this process reaches its database and Redis."""
+"""Health: ``GET /healthz`` and ``flask check`` (this process reaches its database and Redis),
+and ``GET /readyz`` (the whole service can do its work: also the mail relay and a worker)."""
+
+import smtplib
 
 import click
 import redis
@@ -8,6 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from microblog.extensions import db
+from microblog.jobs.broker import live_workers
+from microblog.mailer import open_relay
 from microblog.stream import open_streams, subscription_state
 
 bp = Blueprint("health", __name__)
@@ -47,6 +52,36 @@ def healthz():
     return jsonify(
         status=status, streams=open_streams(), subscription=subscription, **checks
     ), 200 if healthy else 503
+
+
+READY_TIMEOUT = 3  # seconds for the mail relay to answer a readiness check
+
+
+def check_mail() -> str:
+    try:
+        relay = open_relay(timeout=READY_TIMEOUT)
+        try:
+            relay.noop()
+        finally:
+            relay.close()
+        return "ok"
+    except (smtplib.SMTPException, OSError) as error:
+        return f"error: {type(error).__name__}"
+
+
+@bp.route("/readyz")
+def readyz():
+    """Deep check for monitors and deploys: database, Redis, mail relay, a live worker."""
+    healthy, checks = run_checks()
+    checks["mail"] = check_mail()
+    try:
+        workers = len(live_workers(current_app.extensions["dramatiq"]))
+    except redis.RedisError:
+        workers = 0
+    ready = healthy and checks["mail"] == "ok" and workers > 0
+    return jsonify(status="ok" if ready else "degraded", workers=workers, **checks), (
+        200 if ready else 503
+    )
 
 
 @click.command("check")

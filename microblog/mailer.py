@@ -19,11 +19,15 @@ class DeliveryUncertain(ConnectionError):
     """The connection failed after the message data went out: the relay may have it."""
 
 
-def open_relay() -> smtplib.SMTP:
-    """Connect to the configured relay, with TLS and login as configured."""
+def open_relay(timeout: float | None = None) -> smtplib.SMTP:
+    """Connect to the configured relay, with TLS and login as configured.
+
+    Every step waits at most ``timeout`` seconds (default ``MAIL_TIMEOUT``).
+    """
     config = current_app.config
     relay = smtplib.SMTP_SSL if config["MAIL_USE_SSL"] else smtplib.SMTP
-    smtp = relay(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=config["MAIL_TIMEOUT"])
+    timeout = config["MAIL_TIMEOUT"] if timeout is None else timeout
+    smtp = relay(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=timeout)
     try:
         if config["MAIL_USE_TLS"]:
             smtp.starttls()

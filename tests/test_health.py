@@ -1,6 +1,8 @@
 """The health endpoint operators and load balancers poll."""
 
-from microblog.services import free_port
+from dramatiq import Worker
+
+from microblog.services import free_port, wait_until
 
 
 def test_health_is_ok_when_database_and_redis_answer(client):
@@ -21,3 +23,26 @@ def test_health_is_503_when_redis_is_unreachable(client, app):
     assert response.status_code == 503
     assert response.get_json()["redis"].startswith("error")
     assert response.get_json()["database"] == "ok"
+
+
+def test_readiness_needs_the_mail_relay_and_a_live_worker(client, app):
+    # No worker yet: the web process is alive, the service is not ready
+    waiting = client.get("/readyz")
+    assert waiting.status_code == 503
+    assert waiting.get_json() == {"status": "degraded", "database": "ok", "redis": "ok",
+                                  "mail": "ok", "workers": 0}  # fmt: skip
+    assert client.get("/healthz").status_code == 200  # liveness is unaffected
+    worker = Worker(app.extensions["dramatiq"], worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        wait_until(lambda: client.get("/readyz").status_code == 200, 10, "readiness")
+        ready = client.get("/readyz").get_json()
+        assert ready == {"status": "ok", "database": "ok", "redis": "ok", "mail": "ok",
+                         "workers": 1}  # fmt: skip
+        # A relay that refuses connections makes the service unready, and says so
+        app.config["MAIL_PORT"] = free_port()
+        refused = client.get("/readyz")
+        assert refused.status_code == 503
+        assert refused.get_json()["mail"] == "error: ConnectionRefusedError"
+    finally:
+        worker.stop()

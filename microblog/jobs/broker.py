@@ -158,6 +158,17 @@ class Periodic(Middleware):
 WORKERS_KEY = "microblog:workers"
 
 
+def live_workers(broker: RedisBroker) -> list[tuple[str, float]]:
+    """Return the worker processes heard from within the heartbeat timeout, with their last
+    beat (ms since the epoch); forget those silent for a day."""
+    now_ms = time.time() * 1000
+    broker.client.zremrangebyscore(WORKERS_KEY, 0, now_ms - 24 * 3600 * 1000)
+    beats = broker.client.zrangebyscore(
+        WORKERS_KEY, now_ms - broker.heartbeat_timeout, "+inf", withscores=True
+    )
+    return [(name.decode(), beat) for name, beat in beats]
+
+
 class Maintenance(Periodic):
     """Run the broker's maintenance every ``interval_ms`` in each worker process, and say so."""
 

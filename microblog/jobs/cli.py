@@ -16,7 +16,7 @@ from sqlalchemy import select
 from microblog.auth.models import User, find_user
 from microblog.extensions import db
 from microblog.jobs import control
-from microblog.jobs.broker import WORKERS_KEY
+from microblog.jobs.broker import live_workers
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
 from microblog.jobs.models import Task, TaskStatus
 from microblog.jobs.reaper import run_pass
@@ -195,14 +195,12 @@ def jobs_status() -> None:
                 f"{client.hlen(f'{broker.namespace}:{dq_name(queue)}.msgs'):>7}  "
                 f"{client.zcard(f'{broker.namespace}:{xq_name(queue)}'):>4}  {oldest_age}"
             )
-        cutoff = now_ms - broker.heartbeat_timeout
-        client.zremrangebyscore(WORKERS_KEY, 0, now_ms - 24 * 3600 * 1000)  # long gone
-        workers = client.zrangebyscore(WORKERS_KEY, cutoff, "+inf", withscores=True)
+        workers = live_workers(broker)
     except redis.RedisError as error:
         raise click.ClickException(f"Redis did not answer: {error}") from None
     click.echo(f"live workers: {len(workers)}")
     for name, beat_ms in workers:
-        click.echo(f"  {name.decode()}  last beat {max(0, now_ms - beat_ms) / 1000:.1f}s ago")
+        click.echo(f"  {name}  last beat {max(0, now_ms - beat_ms) / 1000:.1f}s ago")
     if not workers:
         click.echo("no worker is alive", err=True)
         sys.exit(1)
