@@ -19,6 +19,8 @@ _INTEGERS = {
     "DATABASE_STATEMENT_TIMEOUT_MS",
     "JOBS_REAPER_INTERVAL",
     "JOBS_REAPER_GRACE",
+    "TASK_RETENTION_DAYS",
+    "FAILED_TASK_RETENTION_DAYS",
     "SSE_HEARTBEAT_SECONDS",
     "SSE_MAX_STREAM_SECONDS",
     "MAX_CONTENT_LENGTH",
@@ -88,6 +90,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "JOBS_REAPER_INTERVAL": 60,
         # Seconds an active task must sit untouched before the reaper may close it.
         "JOBS_REAPER_GRACE": 120,
+        # Days a succeeded or cancelled task's row is kept (its archive goes with it), and a
+        # failed one's (longer: operators read failures); the reaper deletes older ones.
+        "TASK_RETENTION_DAYS": 30,
+        "FAILED_TASK_RETENTION_DAYS": 90,
         # Seconds between comment lines on an idle event stream.
         "SSE_HEARTBEAT_SECONDS": 15,
         # Seconds after which a stream is closed; the browser reconnects and resumes.

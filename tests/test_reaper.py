@@ -10,7 +10,7 @@ from microblog.exports.models import Archive, ArchiveChunk
 from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus
-from microblog.jobs.reaper import LOST_REASON, reap
+from microblog.jobs.reaper import LOST_REASON, delete_old_tasks, purge_dead_letters, reap
 from microblog.models import utcnow
 from microblog.seed import seed_demo
 from microblog.services import wait_until
@@ -100,3 +100,47 @@ def test_expired_archives_are_deleted_and_their_link_says_so(client, app, worker
     response = client.get(f"/exports/{task_id}/download")
     assert response.status_code == 410
     assert "This export has expired" in response.get_data(as_text=True)
+
+
+def test_ended_tasks_are_deleted_after_their_retention_failed_ones_later(app, make_user):
+    alice = make_user("alice")
+    ages = {"succeeded": [29, 31], "cancelled": [31], "failed": [31, 91], "queued": [400]}
+    ids = {}
+    with app.app_context():
+        for status, days in ages.items():
+            for day in days:
+                task = Task(user_id=alice, name="export_posts", description="Exporting",
+                            status=status, updated_at=utcnow() - timedelta(days=day))  # fmt: skip
+                db.session.add(task)
+                db.session.flush()
+                # updated_at is set on every write: put the age back after the insert
+                db.session.execute(
+                    update(Task).where(Task.id == task.id)
+                    .values(updated_at=utcnow() - timedelta(days=day))
+                )  # fmt: skip
+                ids[status, day] = task.id
+        db.session.commit()
+        assert delete_old_tasks() == 3
+        kept = set(db.session.scalars(select(Task.id)))
+    assert kept == {ids["succeeded", 29], ids["failed", 31], ids["queued", 400]}
+
+
+def test_dead_letters_of_ended_tasks_are_purged_and_of_active_ones_kept(app, make_user):
+    # Given two tasks whose messages both ended in the dead-letter queue
+    alice, bob = make_user("alice"), make_user("bob")
+    broker = app.extensions["dramatiq"]
+    with app.app_context():
+        ended, active = launch(export_posts, alice).id, launch(export_posts, bob).id
+        db.session.execute(update(Task).where(Task.id == ended).values(status="failed"))
+        db.session.commit()
+        xq, queue = f"{broker.namespace}:default.XQ", f"{broker.namespace}:default"
+        for task_id in (ended, active):
+            entry = f"{task_id}.0.q"
+            broker.client.lrem(queue, 0, entry)
+            broker.client.zadd(xq, {entry: 1})
+            broker.client.hset(f"{xq}.msgs", entry, broker.client.hget(f"{queue}.msgs", entry))
+        # When the reaper's chores run
+        assert purge_dead_letters(broker) == 1
+    # Then only the active task's dead letter is left, for an operator to look at
+    assert [e.decode() for e in broker.client.zrange(xq, 0, -1)] == [f"{active}.0.q"]
+    assert broker.client.hkeys(f"{xq}.msgs") == [f"{active}.0.q".encode()]

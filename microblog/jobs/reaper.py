@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import dq_name
+from dramatiq.common import dq_name, xq_name
 from flask import Flask, current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from microblog.extensions import db
 from microblog.jobs import events
@@ -90,10 +90,59 @@ def reap(broker: RedisBroker, grace: timedelta) -> list[str]:
     return list(reaped)
 
 
+RETENTION_BATCH = 1_000  # rows deleted per transaction: short locks, bounded memory
+
+
+@chore
+def delete_old_tasks() -> int:
+    """Delete ended tasks past their retention (archives go with them); return how many."""
+    now, config = utcnow(), current_app.config
+    expired = (
+        Task.status.in_((TaskStatus.SUCCEEDED, TaskStatus.CANCELLED))
+        & (Task.updated_at < now - timedelta(days=config["TASK_RETENTION_DAYS"]))
+    ) | (
+        (Task.status == TaskStatus.FAILED)
+        & (Task.updated_at < now - timedelta(days=config["FAILED_TASK_RETENTION_DAYS"]))
+    )  # an ended task's row no longer changes: updated_at is when it ended
+    deleted = 0
+    while ids := list(db.session.scalars(select(Task.id).where(expired).limit(RETENTION_BATCH))):
+        db.session.execute(delete(Task).where(Task.id.in_(ids), expired))
+        db.session.commit()
+        deleted += len(ids)
+    if deleted:
+        log.info("deleted %d tasks past their retention", deleted)
+    return deleted
+
+
+def purge_dead_letters(broker: RedisBroker) -> int:
+    """Drop dead-lettered messages whose task has ended or is gone: none can run again."""
+    purged = 0
+    for queue in broker.get_declared_queues():
+        key = f"{broker.namespace}:{xq_name(queue)}"
+        entries = [entry.decode() for entry in broker.client.zrange(key, 0, 999)]  # oldest
+        task_ids = {entry.split(".", 1)[0] for entry in entries}  # see redis_message_id
+        if not task_ids:
+            continue
+        active = set(
+            db.session.scalars(
+                select(Task.id).where(Task.id.in_(task_ids), Task.status.in_(ACTIVE_STATUSES))
+            )
+        )
+        dead = [entry for entry in entries if entry.split(".", 1)[0] not in active]
+        if dead:
+            pipeline = broker.client.pipeline()
+            pipeline.zrem(key, *dead)
+            pipeline.hdel(f"{key}.msgs", *dead)
+            pipeline.execute()
+            purged += len(dead)
+    return purged
+
+
 def run_pass(broker: RedisBroker) -> None:
     """One reaper pass: lost tasks, then every registered chore."""
     grace = timedelta(seconds=current_app.config["JOBS_REAPER_GRACE"])
     reap(broker, grace)
+    purge_dead_letters(broker)
     for function in _chores:
         function()
 
