@@ -136,8 +136,12 @@ def test_page_works_with_javascript_off(browser, gunicorn_server, live_user):
         sign_in(page, username)
         page.goto(f"/user/{username}")
         page.click("#export-button")  # a plain form POST, then a redirect back
-        assert "Your export has started" in page.content()
+        page.wait_for_load_state()
+        html = page.content()
+        assert "Your export has started" in html, html[:2000]
         assert page.locator("#tasks .task").count() == 1
+        # Nothing moves the bar without JavaScript: the page reloads itself while it runs
+        assert '<meta http-equiv="refresh" content="5">' in html
     finally:
         context.close()
 

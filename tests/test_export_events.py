@@ -42,8 +42,11 @@ def test_export_events_are_ordered_monotonic_and_finish_once(recorded_export):
         "total",
         "error",
         "url",
+        "summary",
+        "finished_at",
     }
     assert all(set(m.data) == expected for m in recorded_export)
+    assert final["summary"].startswith("20,000 posts · ") and final["finished_at"]
 
 
 def test_recorded_export_replays_through_the_stream_as_a_browser_sees_it(

@@ -1,13 +1,14 @@
 """Cancel a task, try one again: from the card or a script, on real Redis, worker and SMTP."""
 
 import logging
+import re
 import time
 
 import pytest
 from dramatiq import Worker
 from sqlalchemy import select
 
-from microblog.exports.jobs import export_posts
+from microblog.exports.jobs import export_posts, size
 from microblog.exports.models import Archive
 from microblog.extensions import db
 from microblog.jobs.launch import launch
@@ -135,3 +136,43 @@ def test_the_way_back_is_a_path_of_this_site_only(client, auth, next_):
     task_id = start_export(client)
     response = client.post(f"/tasks/{task_id}/cancel", data={"next": next_})
     assert response.status_code == 303 and response.headers["Location"] == "/"
+
+
+def cards(html: str) -> list[tuple[str, str]]:
+    """Return (task id, status) of each task card on a page, top to bottom."""
+    found = re.findall(
+        r'class="card mb-2 task[^"]*" data-task-id="(\w+)" data-status="(\w+)"', html
+    )
+    return [(task_id, status) for task_id, status in found if task_id]
+
+
+def test_cards_show_active_tasks_and_the_newest_finished_one_until_closed(
+    client, auth, app, worker, recorded_events
+):
+    # Given two finished exports, the newer with its archive
+    alice = auth.signed_in("alice")
+    with app.app_context():
+        insert_posts(alice, [f"post {i}" for i in range(1234)])
+    older = start_export(client)
+    recorded_events.finished(older)
+    newer = start_export(client)
+    recorded_events.finished(newer)
+    # Then the page shows only the newer, with when it finished and what it made
+    html = client.get("/").get_data(as_text=True)
+    assert cards(html) == [(newer, "succeeded")]
+    assert "Finished <time" in html and "1,234 posts · " in html and " KB</span>" in html
+    # When its user closes it, it stays closed, and no older one takes its place
+    closed = client.post(f"/tasks/{newer}/dismiss", headers=JSON)
+    assert closed.status_code == 200
+    assert recorded_events.wait_for(lambda m: m.type == "task.dismissed").data["task_id"] == newer
+    assert cards(client.get("/").get_data(as_text=True)) == []
+    # And an active task's card cannot be closed
+    with app.app_context():
+        queued = launch(export_posts, alice).id
+    assert client.post(f"/tasks/{queued}/dismiss", headers=JSON).status_code == 409
+
+
+def test_export_sizes_read_the_way_people_read_them():
+    assert [size(n) for n in (0, 999, 1000, 12_345, 999_999, 1_234_567, 45_000_000)] == [
+        "0 bytes", "999 bytes", "1.0 KB", "12 KB", "1,000 KB", "1.2 MB", "45 MB"
+    ]  # fmt: skip

@@ -19,7 +19,32 @@ from microblog.jobs.runner import JobError, job
 from microblog.models import utcnow
 
 
-@job(description="Exporting your posts", max_retries=4, result_endpoint="exports.download")
+def archive_summary(task: Task) -> str | None:
+    """Describe an export's archive: "12,345 posts · 1.2 MB"."""
+    archive = db.session.get(Archive, task.id)
+    if archive is None:
+        return None
+    posts = f"{archive.post_count:,} {'post' if archive.post_count == 1 else 'posts'}"
+    return f"{posts} · {size(archive.size)}"
+
+
+def size(count: int) -> str:
+    """Say a number of bytes the way people read them: 980 bytes, 12 KB, 1.2 MB."""
+    if count < 1000:
+        return f"{count} bytes"
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+@job(
+    description="Exporting your posts",
+    max_retries=4,
+    result_endpoint="exports.download",
+    summary=archive_summary,
+)
 def export_posts(task: Task, progress: ProgressReporter) -> None:
     """Export the user's posts; a redelivered run reuses a stored archive and sent email."""
     user = db.session.get(User, task.user_id)

@@ -25,6 +25,10 @@ class NotCancellable(Exception):
     """The task has already ended."""
 
 
+class NotDismissable(Exception):
+    """Only a finished task's card can be closed."""
+
+
 class NotRetryable(Exception):
     """Only a failed or cancelled task can be tried again."""
 
@@ -62,3 +66,15 @@ def retry(task: Task) -> Task:
     except KeyError:  # a job type this version no longer has
         raise NotRetryable(task.id) from None
     return launch(actor, task.user_id)
+
+
+def dismiss(task: Task) -> None:
+    """Close a finished task's card for good (every tab drops it on its next event); commit.
+
+    :raise NotDismissable: the task is still active.
+    """
+    if task.is_active:
+        raise NotDismissable(task.id)
+    task.dismissed_at = task.dismissed_at or utcnow()
+    db.session.commit()
+    announce(task.user_id, events.DISMISSED, events.task_data(task))

@@ -16,6 +16,7 @@ from microblog.jobs.models import Task
 
 PROGRESS = "task.progress"
 FINISHED = "task.finished"
+DISMISSED = "task.dismissed"  # its user closed a finished task's card
 LOG_LENGTH = 200  # events kept per user for resuming streams
 LOG_TTL_SECONDS = 24 * 3600
 
@@ -80,8 +81,9 @@ def missed_since(channel: str, last_id: str) -> list[Message]:
     ]
 
 
-def task_data(task: Task, url: str | None = None) -> dict[str, Any]:
-    """Return the JSON body of an event about ``task``."""
+def task_data(task: Task, url: str | None = None, summary: str | None = None) -> dict[str, Any]:
+    """Return the JSON body of an event about ``task``; a succeeded task's result, if any, is
+    at ``url`` and described by ``summary`` (e.g. "12,345 posts · 1.2 MB")."""
     return {
         "task_id": task.id,
         "name": task.name,
@@ -93,4 +95,6 @@ def task_data(task: Task, url: str | None = None) -> dict[str, Any]:
         "total": task.total,
         "error": task.error,
         "url": url,
+        "summary": summary,
+        "finished_at": task.finished_at.isoformat() if task.finished_at else None,
     }

@@ -75,6 +75,8 @@ class Task(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # When its user closed the finished task's card; it is not shown again.
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.name} {self.status}>"
@@ -108,10 +110,19 @@ _TASKS_TO_SHOW = (
     .where(Task.user_id == bindparam("user_id"))
     .where(Task.status.in_(ACTIVE_STATUSES) | (Task.finished_at >= bindparam("since")))
     .order_by(Task.created_at.desc())
-    .limit(10)
+    .limit(20)
 )
 
 
 def tasks_to_show(user_id: int, since: datetime) -> list[Task]:
-    """Return the user's active tasks and those finished since ``since``, newest first."""
-    return list(db.session.scalars(_TASKS_TO_SHOW, {"user_id": user_id, "since": since}))
+    """Return the user's active tasks, and of each job type the newest task finished since
+    ``since`` unless its card was closed; newest first."""
+    shown, finished_types = [], set()
+    for task in db.session.scalars(_TASKS_TO_SHOW, {"user_id": user_id, "since": since}):
+        if task.is_active:
+            shown.append(task)
+        elif task.name not in finished_types:
+            finished_types.add(task.name)  # older ones of the type are not shown either
+            if task.dismissed_at is None:
+                shown.append(task)
+    return shown

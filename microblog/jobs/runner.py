@@ -46,6 +46,7 @@ CRASHED_TOO_OFTEN = "The job stopped unexpectedly too many times; please try aga
 # Per job type (actor name): what the user sees, and the endpoint of its result.
 _descriptions: dict[str, str] = {}
 _result_endpoints: dict[str, str] = {}
+_summaries: dict[str, Callable[[Task], str | None]] = {}
 
 
 class JobError(Exception):
@@ -62,6 +63,7 @@ def job(
     time_limit: int = 15 * 60_000,
     crash_allowance: int = 2,
     result_endpoint: str | None = None,
+    summary: Callable[[Task], str | None] | None = None,
 ) -> Callable[[JobBody], dramatiq.Actor]:
     """Make ``body`` a job type; its actor is named after the function.
 
@@ -71,6 +73,8 @@ def job(
     :param crash_allowance: extra attempts for runs that killed their worker (the broker
         redelivers those without limit); past that the task fails.
     :param result_endpoint: endpoint taking ``task_id`` where a finished task's result lives.
+    :param summary: ``summary(task)`` describes a succeeded task's result in a few words for
+        its card, e.g. "12,345 posts · 1.2 MB".
     """
 
     def decorate(body: JobBody) -> dramatiq.Actor:
@@ -82,6 +86,8 @@ def job(
         perform.__module__, perform.__qualname__ = body.__module__, body.__qualname__
         if result_endpoint:
             _result_endpoints[body.__name__] = result_endpoint
+        if summary:
+            _summaries[body.__name__] = summary
         _descriptions[body.__name__] = description
         actor = dramatiq.Actor(
             perform,
@@ -111,6 +117,13 @@ def result_url(task: Task) -> str | None:
     if endpoint is None or task.status != TaskStatus.SUCCEEDED:
         return None
     return site_path(endpoint, task_id=task.id)
+
+
+def result_of(task: Task) -> dict[str, str | None]:
+    """Return where a succeeded task's result is and what it is, for its card and events."""
+    summarize = _summaries.get(task.name)
+    done = task.status == TaskStatus.SUCCEEDED
+    return {"url": result_url(task), "summary": summarize(task) if summarize and done else None}
 
 
 def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
@@ -187,7 +200,7 @@ def finish(attempt: Attempt, error: str | None = None, detail: str | None = None
     hold(db.session, attempt, finished_at=now, **values)
     db.session.commit()
     task = db.session.get(Task, attempt.task_id, populate_existing=True)
-    announce(task.user_id, events.FINISHED, events.task_data(task, url=result_url(task)))
+    announce(task.user_id, events.FINISHED, events.task_data(task, **result_of(task)))
 
 
 def is_last_attempt() -> bool:

@@ -12,7 +12,7 @@ from microblog.extensions import db
 from microblog.jobs import control, events
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
 from microblog.jobs.models import Task, tasks_to_show
-from microblog.jobs.runner import result_url
+from microblog.jobs.runner import result_of
 from microblog.models import utcnow
 from microblog.stream import stream_url
 
@@ -36,7 +36,7 @@ def own_task_or_404(task_id: str) -> Task:
 @login_required
 def show(task_id: str):
     task = own_task_or_404(task_id)
-    return jsonify(events.task_data(task, url=result_url(task)))
+    return jsonify(events.task_data(task, **result_of(task)))
 
 
 @bp.route("/<task_id>/cancel", methods=["POST"])
@@ -65,6 +65,17 @@ def retry(task_id: str):
     return _answer(task, 202, "info", f"{task.description}: started again.")
 
 
+@bp.route("/<task_id>/dismiss", methods=["POST"])
+@login_required
+def dismiss(task_id: str):
+    task = own_task_or_404(task_id)
+    try:
+        control.dismiss(task)
+    except control.NotDismissable:
+        return _answer(task, 409, "warning", "That job is still running.")
+    return _answer(task, 200, "info", "Closed.")
+
+
 def _answer(task: Task, status: int, level: str, message: str):
     """Answer a script with JSON, a browser with a flash and a redirect to where it was."""
     if wants_json():
@@ -86,4 +97,4 @@ def inject_tasks() -> dict:
     # and everything before it is already in the rows rendered.
     url = stream_url()
     tasks = tasks_to_show(current_user.id, since=utcnow() - RECENT)
-    return {"tasks": [events.task_data(t, url=result_url(t)) for t in tasks], "stream_url": url}
+    return {"tasks": [events.task_data(t, **result_of(t)) for t in tasks], "stream_url": url}

@@ -21,7 +21,7 @@
       card.dataset.taskId = task.task_id;
       const url = section.dataset.taskUrl.replace("TASK_ID", encodeURIComponent(task.task_id));
       for (const form of card.querySelectorAll("form")) {
-        form.action = `${url}/${form.classList.contains("task-cancel") ? "cancel" : "retry"}`;
+        form.action = `${url}/${form.dataset.action}`;
         form.addEventListener("submit", act);
       }
       section.prepend(card);
@@ -36,6 +36,7 @@
     // Events can only move a running bar forward; a restarted job starts over only when final.
     const progress = final || task.progress >= shown ? task.progress : shown;
     card.dataset.status = task.status;
+    card.dataset.name = task.name;
     card.querySelector(".task-description").textContent = task.description;
     card.querySelector(".task-state").textContent = STATE_TEXT[task.status] || `${progress}%`;
     const bar = card.querySelector(".progress");
@@ -51,8 +52,25 @@
     card.classList.toggle("border-danger", task.status === "failed");
     card.querySelector(".task-cancel").hidden = final;
     card.querySelector(".task-retry").hidden = !["failed", "cancelled"].includes(task.status);
+    card.querySelector(".task-dismiss").hidden = !final;
+    renderFinished(card.querySelector(".task-finished"), task);
     renderResult(card.querySelector(".task-result"), task);
     updateExportButton(task, final);
+  }
+
+  function renderFinished(line, task) {
+    line.replaceChildren();
+    if (!task.finished_at) return;
+    const time = document.createElement("time");
+    time.dateTime = task.finished_at;
+    time.textContent = `${task.finished_at.slice(0, 16).replace("T", " ")} UTC`;
+    line.append("Finished ", time);
+    if (task.summary) {
+      const summary = document.createElement("span");
+      summary.className = "task-summary";
+      summary.textContent = task.summary;
+      line.append(" · ", summary);
+    }
   }
 
   function renderResult(result, task) {
@@ -79,6 +97,11 @@
   function onFinished(event) {
     const task = JSON.parse(event.data);
     render(task);
+    // One finished card per kind of job: the newest.
+    for (const other of section.querySelectorAll(".task")) {
+      const older = other.dataset.taskId !== task.task_id && other.dataset.name === task.name;
+      if (older && FINAL.includes(other.dataset.status)) other.remove();
+    }
     setTimeout(() => cardFor(task).remove(), REMOVE_FINISHED_AFTER_MS);
   }
 
@@ -132,9 +155,10 @@
     })
       .then((response) => response.json().then((body) => ({ response, body })))
       .then(({ response, body }) => {
-        showFlash(body.message, body.level);
-        // The new attempt arrives as a card of its own; this one has had its say.
-        if (response.ok && form.classList.contains("task-retry")) card.remove();
+        const action = form.dataset.action;
+        if (!(response.ok && action === "dismiss")) showFlash(body.message, body.level);
+        // A closed card goes; after "Try again" the new task arrives as a card of its own.
+        if (response.ok && (action === "retry" || action === "dismiss")) card.remove();
       })
       .catch(() => showFlash("That did not reach the server. Please try again.", "danger"))
       .finally(() => {
@@ -159,5 +183,9 @@
     const source = new EventSource(url);
     source.addEventListener("task.progress", (event) => render(JSON.parse(event.data)));
     source.addEventListener("task.finished", onFinished);
+    source.addEventListener("task.dismissed", (event) => {
+      const { task_id: id } = JSON.parse(event.data);
+      section.querySelector(`[data-task-id="${CSS.escape(id)}"]`)?.remove();
+    });
   }
 })();
