@@ -120,18 +120,21 @@
     flashes.replaceChildren(alert);
   }
 
-  // Start an export without leaving the page; without JavaScript the form posts as usual.
-  function startExport(event) {
-    event.preventDefault();
-    const form = event.currentTarget;
-    const button = form.querySelector("button");
-    button.disabled = true;
-    fetch(form.action, {
+  // Post a form as a script would (CSRF header, JSON answer); resolve to {response, body}.
+  function post(form) {
+    return fetch(form.action, {
       method: "POST",
       headers: { "X-CSRFToken": form.elements.csrf_token.value, Accept: "application/json" },
       credentials: "same-origin",
-    })
-      .then((response) => response.json().then((body) => ({ response, body })))
+    }).then((response) => response.json().then((body) => ({ response, body })));
+  }
+
+  // Start an export without leaving the page; without JavaScript the form posts as usual.
+  function startExport(event) {
+    event.preventDefault();
+    const button = event.currentTarget.querySelector("button");
+    button.disabled = true;
+    post(event.currentTarget)
       .then(({ response, body }) => {
         showFlash(body.message, body.level);
         if (!response.ok && response.status !== 409) button.disabled = false;
@@ -142,20 +145,15 @@
       });
   }
 
-  // Cancel or try again without leaving the page; the stream brings the outcome to every tab.
+  // Cancel, try again or close without leaving the page; the stream tells every tab.
   function act(event) {
     event.preventDefault();
     const form = event.currentTarget;
     const card = form.closest(".task");
+    const action = form.dataset.action;
     form.querySelector("button").disabled = true;
-    fetch(form.action, {
-      method: "POST",
-      headers: { "X-CSRFToken": form.elements.csrf_token.value, Accept: "application/json" },
-      credentials: "same-origin",
-    })
-      .then((response) => response.json().then((body) => ({ response, body })))
+    post(form)
       .then(({ response, body }) => {
-        const action = form.dataset.action;
         if (!(response.ok && action === "dismiss")) showFlash(body.message, body.level);
         // A closed card goes; after "Try again" the new task arrives as a card of its own.
         if (response.ok && (action === "retry" || action === "dismiss")) card.remove();
