@@ -93,7 +93,8 @@ class Page:
 
 
 class Listing:
-    """The posts a query selects, read from an index in (timestamp, id) order."""
+    """A list read from an index in (timestamp, id) order: here the posts a query selects;
+    subclasses read a timeline or a list of people."""
 
     def __init__(self, query: Select) -> None:
         self.query = query
