@@ -9,6 +9,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import requests
 from flask import Flask
 
 from microblog import create_app
@@ -83,6 +84,16 @@ class HighWaterMark:
     def stop(self) -> None:
         self._done.set()
         self._thread.join(timeout=5)
+
+
+def session_cookie(base_url: str, username: str, password: str) -> str:
+    """Sign in through the real login form; return the session's Cookie header."""
+    session = requests.Session()
+    page = session.get(base_url + "/auth/login", timeout=10).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    form = {"username": username, "password": password, "csrf_token": token}
+    session.post(base_url + "/auth/login", data=form, timeout=10).raise_for_status()
+    return "; ".join(f"{k}={v}" for k, v in session.cookies.items())
 
 
 def scratch_dir() -> Path:

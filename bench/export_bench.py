@@ -2,8 +2,8 @@
 
     python -m bench.export_bench [--sizes 10000 100000 1000000] [--baseline-posts 2000]
 
-Each measurement runs in a fresh process so that its peak memory is its own, read from the
-kernel's accounting by the parent once the process ends; the job's own peak allocations come
+Each measurement runs in a fresh process so that its peak memory is its own, followed from
+outside by the parent (the kernel's high-water mark); the job's own peak allocations come
 from a second run under tracemalloc. The time runs from the job's start to its email sent,
 the archive stored on the way. The seed-style
 loop is the tutorial's: load every post as an ORM object, and for each one write the task's

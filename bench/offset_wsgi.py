@@ -13,6 +13,7 @@ from sqlalchemy import Select
 from microblog import create_app
 from microblog.auth.models import User, find_user
 from microblog.extensions import db
+from microblog.posts.forms import PostForm
 from microblog.posts.models import Page, Post, all_posts, key_order, posts_of, timeline_of
 
 bp = Blueprint("offset", __name__)
@@ -32,8 +33,6 @@ def paginate(query: Select) -> Page:
 @bp.route("/")
 @login_required
 def index():
-    from microblog.posts.forms import PostForm
-
     page = paginate(timeline_of(current_user).query)
     return render_template("posts/index.html", title="Home", form=PostForm(), page=page)
 

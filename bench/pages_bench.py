@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -31,7 +30,7 @@ import requests
 from flask_migrate import upgrade
 from werkzeug.security import generate_password_hash
 
-from bench.common import ROOT, make_app, scratch_dir
+from bench.common import ROOT, make_app, scratch_dir, session_cookie
 from microblog.extensions import db
 from microblog.services import RedisServer, free_port, wait_until
 
@@ -137,12 +136,7 @@ class Server:
 
     def sign_in(self, username: str) -> str:
         """Return the Cookie header of a session signed in as ``username``."""
-        session = requests.Session()
-        page = session.get(self.url + "/auth/login", timeout=10).text
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-        form = {"username": username, "password": PASSWORD, "csrf_token": token}
-        session.post(self.url + "/auth/login", data=form, timeout=10).raise_for_status()
-        cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+        cookie = session_cookie(self.url, username, PASSWORD)
         home = requests.get(self.url + "/", headers={"Cookie": cookie}, timeout=10)
         if home.status_code != 200 or home.history:
             raise RuntimeError(f"signing in as {username} failed: {home.status_code}")

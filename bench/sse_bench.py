@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import psutil
 import redis
 import requests
 
-from bench.common import ROOT, scratch_dir
+from bench.common import ROOT, scratch_dir, session_cookie
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
@@ -90,15 +89,7 @@ class Stack:
         return requests.get(self.url + "/healthz", timeout=5).json()["streams"]
 
     def session_cookie(self) -> str:
-        session = requests.Session()
-        page = session.get(self.url + "/auth/login", timeout=5).text
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-        session.post(
-            self.url + "/auth/login",
-            data={"username": "bench", "password": PASSWORD, "csrf_token": token},
-            timeout=5,
-        )
-        return "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+        return session_cookie(self.url, "bench", PASSWORD)
 
     def stop(self) -> None:
         for process in (self.web, self.worker):

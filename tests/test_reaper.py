@@ -133,7 +133,7 @@ def test_dead_letters_of_ended_tasks_are_purged_and_of_active_ones_kept(app, mak
         ended, active = launch(export_posts, alice).id, launch(export_posts, bob).id
         db.session.execute(update(Task).where(Task.id == ended).values(status="failed"))
         db.session.commit()
-        xq, queue = f"{broker.namespace}:default.XQ", f"{broker.namespace}:default"
+        xq, queue = broker.key("default.XQ"), broker.key("default")
         for task_id in (ended, active):
             entry = f"{task_id}.0.q"
             broker.client.lrem(queue, 0, entry)

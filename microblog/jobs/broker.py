@@ -111,6 +111,10 @@ class Broker(RedisBroker):
         super().__init__(*args, **kwargs)
         self._maintaining = threading.local()
 
+    def key(self, queue_name: str) -> str:
+        """Return the Redis key of a queue (``default``, ``default.DQ``, ``default.XQ``…)."""
+        return f"{self.namespace}:{queue_name}"
+
     def _should_do_maintenance(self, command: str) -> int:
         return int(getattr(self._maintaining, "on", False))
 
@@ -160,9 +164,8 @@ WORKERS_KEY = "microblog:workers"
 
 def live_workers(broker: RedisBroker) -> list[tuple[str, float]]:
     """Return the worker processes heard from within the heartbeat timeout, with their last
-    beat (ms since the epoch); forget those silent for a day."""
+    beat (ms since the epoch)."""
     now_ms = time.time() * 1000
-    broker.client.zremrangebyscore(WORKERS_KEY, 0, now_ms - 24 * 3600 * 1000)
     beats = broker.client.zrangebyscore(
         WORKERS_KEY, now_ms - broker.heartbeat_timeout, "+inf", withscores=True
     )
@@ -174,17 +177,21 @@ class Maintenance(Periodic):
 
     def __init__(self, interval_ms: int) -> None:
         super().__init__(interval_ms / 1000)
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.name = ""  # this process's, set at boot
 
     def tick(self, broker: Broker) -> None:
         try:
             broker.run_maintenance()
-            broker.client.zadd(WORKERS_KEY, {self.name: int(time.time() * 1000)})
+            now_ms = int(time.time() * 1000)
+            with broker.client.pipeline() as pipeline:
+                pipeline.zadd(WORKERS_KEY, {self.name: now_ms})
+                pipeline.zremrangebyscore(WORKERS_KEY, 0, now_ms - 24 * 3600 * 1000)  # long gone
+                pipeline.execute()
         except redis.RedisError as error:
             log.warning("queue maintenance failed (%s); trying again", error)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        self.name = f"{socket.gethostname()}:{os.getpid()}"  # a forked process's own
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
         super().after_worker_boot(broker, worker)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:

@@ -182,7 +182,7 @@ def jobs_status() -> None:
     try:
         click.echo("QUEUE      READY  DELAYED  DEAD  OLDEST READY")
         for queue in sorted(broker.get_declared_queues()):
-            key = f"{broker.namespace}:{queue}"
+            key = broker.key(queue)
             oldest = client.lindex(key, 0)
             oldest_age = "-"
             if oldest is not None:
@@ -192,8 +192,8 @@ def jobs_status() -> None:
                     oldest_age = f"{max(0, now_ms - sent_ms) / 1000:.0f}s"
             click.echo(
                 f"{queue:<10} {client.llen(key):>5}  "
-                f"{client.hlen(f'{broker.namespace}:{dq_name(queue)}.msgs'):>7}  "
-                f"{client.zcard(f'{broker.namespace}:{xq_name(queue)}'):>4}  {oldest_age}"
+                f"{client.hlen(broker.key(dq_name(queue)) + '.msgs'):>7}  "
+                f"{client.zcard(broker.key(xq_name(queue))):>4}  {oldest_age}"
             )
         workers = live_workers(broker)
     except redis.RedisError as error:

@@ -19,10 +19,6 @@ class TaskStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"  # by its user or an operator; final like the other two
 
-    @property
-    def is_final(self) -> bool:
-        return self not in ACTIVE_STATUSES
-
 
 ACTIVE_STATUSES = (TaskStatus.QUEUED, TaskStatus.RUNNING)
 RETRYABLE_STATUSES = (TaskStatus.FAILED, TaskStatus.CANCELLED)
@@ -93,7 +89,7 @@ class Task(db.Model):
         self.finished_at = utcnow()
 
     def _ensure_not_final(self) -> None:
-        if TaskStatus(self.status).is_final:
+        if not self.is_active:
             raise FinalStateError(f"task {self.id} is already {self.status}")
 
 

@@ -44,7 +44,7 @@ def live_message_ids(broker: RedisBroker, tasks: Iterable[Task]) -> set[str]:
     between the delay queue and the main queue is seen in one or the other, never in neither.
     """
     entries = [
-        (task.id, f"{broker.namespace}:{queue}.msgs", redis_message_id(task.id, retries, delayed))
+        (task.id, f"{broker.key(queue)}.msgs", redis_message_id(task.id, retries, delayed))
         for task in tasks
         for retries in range(max_retries_of(task.name) + 1)
         for queue, delayed in ((queue_of(task.name), False), (dq_name(queue_of(task.name)), True))
@@ -118,7 +118,7 @@ def purge_dead_letters(broker: RedisBroker) -> int:
     """Drop dead-lettered messages whose task has ended or is gone: none can run again."""
     purged = 0
     for queue in broker.get_declared_queues():
-        key = f"{broker.namespace}:{xq_name(queue)}"
+        key = broker.key(xq_name(queue))
         entries = [entry.decode() for entry in broker.client.zrange(key, 0, 999)]  # oldest
         task_ids = {entry.split(".", 1)[0] for entry in entries}  # see redis_message_id
         if not task_ids:

@@ -10,6 +10,7 @@ fencing token, for the body's own writes (see :mod:`microblog.jobs.attempts`).
 import logging
 import smtplib
 import socket
+import sys
 import traceback
 from collections.abc import Callable
 
@@ -161,16 +162,15 @@ def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
         raise
     except JobError as error:
         db.session.rollback()
-        finish(attempt, error=str(error), detail=traceback.format_exc())
+        finish(attempt, error=str(error))
     except TimeLimitExceeded:
         db.session.rollback()
         # Another attempt would most likely run out of time again: the user decides.
-        finish(attempt, error="The job took too long and was stopped. Please try again later.",
-               detail=traceback.format_exc())  # fmt: skip
+        finish(attempt, error="The job took too long and was stopped. Please try again later.")
     except EXPECTED_ERRORS as error:
         db.session.rollback()
         if is_last_attempt():
-            finish(attempt, error=user_safe_reason(error), detail=traceback.format_exc())
+            finish(attempt, error=user_safe_reason(error))
             return
         log.warning("task %s: attempt %d failed (%s: %s); it will be retried",
                     task.id, attempt.number, type(error).__name__, error)  # fmt: skip
@@ -180,7 +180,7 @@ def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
         if not is_last_attempt():
             raise  # Dramatiq logs it with its traceback and retries
         log.exception("task %s: attempt %d failed for the last time", task.id, attempt.number)
-        finish(attempt, error=user_safe_reason(error), detail=traceback.format_exc())
+        finish(attempt, error=user_safe_reason(error))
     else:
         finish(attempt)
 
@@ -188,7 +188,8 @@ def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
 def finish(attempt: Attempt, error: str | None = None, detail: str | None = None) -> None:
     """Move the attempt's task to its final state, commit, and announce it.
 
-    ``error`` is the reason shown to the user; ``detail`` (a traceback) is kept for operators.
+    ``error`` is the reason shown to the user; ``detail`` is kept for operators, and is the
+    traceback of the exception being handled when there is one.
     """
     now = utcnow()
     if error is None:
@@ -196,6 +197,8 @@ def finish(attempt: Attempt, error: str | None = None, detail: str | None = None
                   "done": func.coalesce(Task.total, Task.done)}  # fmt: skip
     else:
         log.warning("task %s failed: %s", attempt.task_id, error)
+        if detail is None and sys.exception() is not None:
+            detail = traceback.format_exc()
         values = {"status": TaskStatus.FAILED, "error": error, "failure_detail": detail}
     hold(db.session, attempt, finished_at=now, **values)
     db.session.commit()

@@ -1,5 +1,6 @@
 """Timelines, profiles, writing posts and following."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from flask import (
@@ -16,7 +17,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from microblog.auth import models as users
-from microblog.auth.models import find_user
+from microblog.auth.models import User, find_user
 from microblog.extensions import db
 from microblog.models import utcnow
 from microblog.posts.forms import EditProfileForm, PostForm
@@ -25,6 +26,7 @@ from microblog.posts.models import (
     HomeTimeline,
     Listing,
     Page,
+    People,
     Post,
     all_posts,
     followed_by,
@@ -136,22 +138,24 @@ def user(username: str):
 @bp.route("/user/<username>/followers")
 @login_required
 def followers(username: str):
-    return _people(username, "followers")
+    return _people(username, "followers", followers_of)
 
 
 @bp.route("/user/<username>/following")
 @login_required
 def following(username: str):
-    return _people(username, "following")
+    return _people(username, "following", followed_by)
 
 
-def _people(username: str, which: str):
+def _people(username: str, which: str, listing: Callable[[User], People]):
     profile = find_user(username) or abort(404)
-    people = followers_of(profile) if which == "followers" else followed_by(profile)
-    title = f"{profile.username}: {'followers' if which == 'followers' else 'following'}"
-    page = page_of_request(people)
+    page = page_of_request(listing(profile))
     return render_template(
-        "posts/people.html", title=title, profile=profile, which=which, page=page
+        "posts/people.html",
+        title=f"{profile.username}: {which}",
+        profile=profile,
+        which=which,
+        page=page,
     )
 
 
