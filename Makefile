@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.sse_bench
 	$(BIN)/python -m bench.recovery_bench
 	$(BIN)/python -m bench.pages_bench
+	$(BIN)/python -m bench.tasks_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -5,6 +5,8 @@ greenlet per connection keeps thousands of them cheap.
 """
 
 import os
+import shutil
+import tempfile
 
 wsgi_app = "wsgi:app"
 bind = os.environ.get("MICROBLOG_BIND", "127.0.0.1:" + os.environ.get("PORT", "8000"))
@@ -26,6 +28,34 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # servers on one machine would fight over: off unless a path of its own is given.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
+
+
+# Metrics: every worker process writes its samples to files here, and /metrics adds them up.
+# prometheus_client reads this when first imported, so it is set before any worker loads the app.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="microblog-metrics-")
+
+
+def on_starting(server) -> None:
+    """Start counting from zero: samples of a previous server's processes are not ours."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker) -> None:
+    """Drop a dead worker's open-stream count (its counters stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def post_worker_init(worker) -> None:

@@ -63,17 +63,20 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from microblog.admin.views import bp as admin_bp
     from microblog.auth.views import bp as auth_bp
     from microblog.exports.views import bp as exports_bp
     from microblog.health import bp as health_bp
     from microblog.jobs.views import bp as jobs_bp
+    from microblog.metrics import bp as metrics_bp
     from microblog.posts.views import bp as posts_bp
 
-    for blueprint in (auth_bp, posts_bp, jobs_bp, exports_bp, health_bp):
+    for blueprint in (auth_bp, posts_bp, jobs_bp, exports_bp, health_bp, admin_bp, metrics_bp):
         app.register_blueprint(blueprint)
 
 
 def register_commands(app: Flask) -> None:
+    from microblog.auth.cli import users_cli
     from microblog.health import check_command
     from microblog.jobs.cli import jobs_cli, tasks_cli
     from microblog.seed import seed_demo_command
@@ -82,3 +85,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(check_command)
     app.cli.add_command(tasks_cli)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(users_cli)

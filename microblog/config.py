@@ -40,6 +40,7 @@ _STRINGS = {
     "LOGIN_LIMIT_PER_ACCOUNT",
     "LOGIN_LIMIT_PER_ADDRESS",
     "REGISTER_LIMIT_PER_ADDRESS",
+    "METRICS_TOKEN",
 }
 
 
@@ -69,6 +70,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MAIL_DEFAULT_SENDER": "microblog <no-reply@microblog.localhost>",
         # Absolute base of links in emails (the worker has no request to learn it from).
         "PUBLIC_URL": "http://127.0.0.1:8000",
+        # The bearer token a Prometheus scraper sends to GET /metrics; unset, /metrics is a 404.
+        "METRICS_TOKEN": None,
         # Posts on one page of a timeline, explore or profile.
         "POSTS_PER_PAGE": 25,
         # Archives up to this many bytes of JSON are attached to the email as well as linked.

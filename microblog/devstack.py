@@ -10,6 +10,7 @@ Development only: the production image leaves this module out.
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from microblog.services import MailCatcher, RedisServer, free_port, wait_until
 ROOT = Path(__file__).resolve().parent.parent
 # Seconds a running job may take to finish after Ctrl-C before it goes back to the queue.
 WORKER_SHUTDOWN_SECONDS = 5
+WORKER_METRICS = ROOT / "instance" / "worker-metrics"
 
 
 def port_is_free(port: int) -> bool:
@@ -44,6 +46,8 @@ def service_environment(redis: RedisServer, mail: MailCatcher, port: int) -> dic
         PUBLIC_URL=f"http://127.0.0.1:{port}",
         MICROBLOG_BIND=f"127.0.0.1:{port}",
         PYTHONUNBUFFERED="1",
+        # The worker's metrics samples, kept with the rest of the stack's files.
+        dramatiq_prom_db=env.get("dramatiq_prom_db", str(WORKER_METRICS)),
     )
     return env
 
@@ -149,6 +153,7 @@ def main() -> int:
         redis = RedisServer().start()
         mail = MailCatcher(directory=ROOT / "instance" / "mail").start()
         env = service_environment(redis, mail, port)
+        shutil.rmtree(WORKER_METRICS, ignore_errors=True)  # a previous run's processes' samples
         flask(env, "db", "upgrade")
         flask(env, "seed-demo", "--if-empty")
         web = Child("gunicorn (web)", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],

@@ -2,10 +2,11 @@
 
 Built on flask-sse: same message format, same ``publish``; what changes is how messages reach
 listeners. Stock flask-sse opens one Redis connection per listener and only notices a closed
-client at its next message. Here each web process holds one pattern subscription shared by
-all its listeners, heartbeat comments go out twice per ``SSE_HEARTBEAT_SECONDS`` so that a
-closed client is noticed and released within that interval, and each stream ends after
-``SSE_MAX_STREAM_SECONDS``; the browser then reconnects with ``Last-Event-ID`` and resumes.
+client at its next message. Here each web process holds one pattern subscription (users'
+channels and the operators' one) shared by all its listeners, heartbeat comments go out twice
+per ``SSE_HEARTBEAT_SECONDS`` so that a closed client is noticed and released within that
+interval, and each stream ends after ``SSE_MAX_STREAM_SECONDS``; the browser then reconnects
+with ``Last-Event-ID`` and resumes.
 """
 
 import json
@@ -23,6 +24,7 @@ from flask import Flask, abort, current_app, request, stream_with_context, url_f
 from flask_login import current_user
 from flask_sse import Message, ServerSentEventsBlueprint
 
+from microblog import metrics
 from microblog.extensions import db
 from microblog.jobs import events
 
@@ -52,9 +54,11 @@ class RenderedMessage(Message):
 class Broadcaster:
     """One Redis pattern subscription per process, fanned out to in-process listeners."""
 
-    def __init__(self, redis_url: str, pattern: str = "user.*") -> None:
+    def __init__(
+        self, redis_url: str, patterns: tuple[str, ...] = ("user.*", events.OPERATORS)
+    ) -> None:
         self.redis_url = redis_url
-        self.pattern = pattern
+        self.patterns = patterns
         self._listeners: dict[str, set[queue.SimpleQueue]] = defaultdict(set)
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -80,13 +84,18 @@ class Broadcaster:
         inbox: queue.SimpleQueue = queue.SimpleQueue()
         with self._lock:
             self._listeners[channel].add(inbox)
+        metrics.STREAMS_OPEN.inc()
         return inbox
 
     def leave(self, channel: str, inbox: queue.SimpleQueue) -> None:
         with self._lock:
-            self._listeners[channel].discard(inbox)
-            if not self._listeners[channel]:
+            listeners = self._listeners.get(channel, set())
+            if inbox not in listeners:
+                return
+            listeners.discard(inbox)
+            if not listeners:
                 del self._listeners[channel]
+        metrics.STREAMS_OPEN.dec()
 
     def _run(self) -> None:
         delay = 0.5
@@ -107,8 +116,9 @@ class Broadcaster:
         client = redis.Redis.from_url(self.redis_url, socket_keepalive=True)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.psubscribe(self.pattern)
-            pubsub.get_message(timeout=5)  # the subscription confirmation
+            pubsub.psubscribe(*self.patterns)
+            for _ in self.patterns:
+                pubsub.get_message(timeout=5)  # the subscription confirmations
             self._ready.set()
             while True:
                 raw = pubsub.get_message(timeout=30)
@@ -132,6 +142,7 @@ class Broadcaster:
             return
         for inbox in inboxes:
             inbox.put(message)
+        metrics.EVENTS_DELIVERED.inc(len(inboxes))
 
     def _close_all(self) -> None:
         with self._lock:
@@ -207,7 +218,10 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
     def stream(self):
         if not current_user.is_authenticated:
             abort(401)
-        channel = events.channel_for(current_user.id)  # never from the request
+        return self.open_stream(events.channel_for(current_user.id))  # never from the request
+
+    def open_stream(self, channel: str):
+        """Answer with ``channel``'s events; the caller has checked who may read them."""
         last_id = resume_point()
         # A stream may stay open for minutes and needs no database: hand the connection back
         # to the pool now, or a few dozen open streams would exhaust it.
@@ -241,13 +255,16 @@ sse = UserStreamBlueprint("events", __name__)
 sse.add_url_rule("/stream", endpoint="stream", view_func=sse.stream)
 
 
-def stream_url() -> str | None:
-    """Return this page's stream URL with its resume point, or None if Redis is down."""
+def stream_url(channel: str | None = None, endpoint: str = "events.stream") -> str | None:
+    """Return this page's stream URL with its resume point, or None if Redis is down.
+
+    By default the signed-in user's stream; the admin page passes the operators' channel.
+    """
     try:
-        last_id = events.latest_id(events.channel_for(current_user.id))
+        last_id = events.latest_id(channel or events.channel_for(current_user.id))
     except redis.RedisError:
         return None
-    return url_for("events.stream", last_event_id=last_id)
+    return url_for(endpoint, last_event_id=last_id)
 
 
 def _hub() -> Broadcaster | None:

@@ -2,9 +2,11 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests.helpers import EventRecorder, insert_posts
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-9"
+LIVE_METRICS_TOKEN = "live-metrics"
 
 
 @pytest.fixture(scope="session")
@@ -206,6 +209,11 @@ class LiveStacks:
             "MAIL_PORT": str(self._smtp.port),
             "SECRET_KEY": "live-test",
             "PYTHONUNBUFFERED": "1",
+            "METRICS_TOKEN": LIVE_METRICS_TOKEN,
+            # Workers serve metrics on a port of their own: any free one, in this session's
+            # directory, so that parallel workers never fight over one.
+            "dramatiq_prom_port": "0",
+            "dramatiq_prom_db": str(self._directory / "worker-metrics"),
         }
 
     def app(self, kind: str) -> Flask:
@@ -321,6 +329,21 @@ def live_user(live_app):
             return user.id, username
 
     return make
+
+
+@contextmanager
+def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """Run ``dramatiq tasks`` (one process, two threads) until the block ends."""
+    with log_path.open("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "tasks", "--processes", "1", "--threads", "2"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
 
 
 def live_session(base_url: str, username: str, password: str = PASSWORD) -> requests.Session:

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 from flask_sse import Message
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from microblog.extensions import db
+from microblog.jobs.models import Task
+from microblog.models import utcnow
 from microblog.posts.models import Post
 
 
@@ -176,3 +178,22 @@ def replay(messages: list[Message], user_id: int) -> list[str]:
     from microblog.jobs import events
 
     return [events.publish(user_id, message.type, message.data) for message in messages]
+
+
+def make_task(app, user_id: int, status: str = "queued", created_ago: timedelta | None = None):
+    """Launch an export for ``user_id`` (its message really sent), then set its row as asked."""
+    from microblog.exports.jobs import export_posts
+    from microblog.jobs.launch import launch
+
+    with app.app_context():
+        task_id = launch(export_posts, user_id).id
+        values = {"status": status}
+        if status in ("failed", "succeeded", "cancelled"):
+            values["finished_at"] = utcnow()
+        if status == "failed":
+            values["error"] = "The email could not be sent."
+        if created_ago:
+            values["created_at"] = utcnow() - created_ago
+        db.session.execute(update(Task).where(Task.id == task_id).values(**values))
+        db.session.commit()
+        return task_id

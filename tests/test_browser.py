@@ -1,15 +1,15 @@
 """A real browser (Debian's chromium, driven by Playwright) watches an export move live."""
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, ROOT
+from microblog.auth.models import User
+from microblog.exports.jobs import export_posts
+from microblog.extensions import db
+from microblog.jobs.launch import launch
+from tests.conftest import PASSWORD, ROOT, running_worker
 
 ARTIFACTS = ROOT / "test-artifacts"
 POSTS = 150_000  # enough for the export to take a few seconds
@@ -39,14 +39,8 @@ def browser():
 
 @pytest.fixture
 def worker_process(live_env, tmp_path):
-    with (tmp_path / "worker.log").open("w+") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "tasks", "--processes", "1", "--threads", "2"],
-            cwd=ROOT, env=live_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    with running_worker(live_env, tmp_path / "worker.log") as process:
         yield process
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -172,3 +166,49 @@ def test_cancel_and_try_again_from_the_card_show_in_every_tab(page, live_user):
     assert page.locator("#tasks .task").count() == 1  # the retried card made way in this tab
     screenshot(other, "task-cancelled-and-retried.png")
     assert page.refused_by_csp == [] and other.refused_by_csp == []
+
+
+def test_the_admin_page_follows_everyones_tasks_live(page, live_app, live_user, live_env, tmp_path):
+    # Given an operator on the tasks page, and a user with many posts (no worker yet)
+    _, admin = live_user("operator")
+    user_id, username = live_user("exporter", posts=POSTS)
+    with live_app.app_context():
+        db.session.execute(db.update(User).where(User.username == admin).values(is_admin=True))
+        db.session.commit()
+    sign_in(page, admin)
+    page.goto("/admin/tasks")
+    # When the user starts an export, the page says so without a reload
+    with live_app.app_context():
+        first = launch(export_posts, user_id).id
+    page.wait_for_selector("#new-tasks:not([hidden])", timeout=15_000)
+    page.click("#new-tasks a")
+    row = f'#admin-tasks tr[data-task-id="{first}"]'
+    assert page.locator(f"{row} .task-status").text_content() == "queued"
+    assert username in page.locator(row).text_content()
+    # And the operator cancels it, then retries it
+    page.click(f"{row} .admin-cancel button")
+    page.wait_for_selector(f"{row}[data-status='cancelled']", timeout=15_000)
+    page.click(f"{row} .admin-retry button")
+    page.wait_for_selector("#flashes .alert", timeout=15_000)
+    assert "started again" in page.locator("#flashes").text_content()
+    second = page.locator("#admin-tasks tr[data-task-id]").first.get_attribute("data-task-id")
+    assert second != first
+    row = f'#admin-tasks tr[data-task-id="{second}"]'
+    page.evaluate(
+        """(row) => {
+        window.seenValues = [];
+        const bar = document.querySelector(row + ' .progress');
+        const seen = () => window.seenValues.push(Number(bar.getAttribute('aria-valuenow')));
+        new MutationObserver(seen).observe(bar, {attributes: true});
+    }""",
+        row,
+    )
+    # Then, once a worker runs it, the row moves live to "succeeded"
+    with running_worker(live_env, tmp_path / "worker.log"):
+        page.wait_for_selector(f"{row}[data-status='succeeded']", timeout=60_000)
+    seen = page.evaluate("() => window.seenValues")
+    assert any(0 < value < 100 for value in seen) and seen[-1] == 100, seen
+    assert page.locator(f"{row} .task-status").text_content() == "succeeded"
+    assert not page.locator(f"{row} .admin-cancel").is_visible()
+    screenshot(page, "admin-tasks.png")
+    assert page.refused_by_csp == []

@@ -14,22 +14,7 @@ from microblog.jobs.models import Task, TaskStatus
 from microblog.jobs.reaper import LOST_REASON
 from microblog.models import utcnow
 from microblog.services import free_port
-
-
-def make_task(app, user_id: int, status: str = "queued", created_ago: timedelta | None = None):
-    """Launch an export for ``user_id`` (its message really sent), then set its row as asked."""
-    with app.app_context():
-        task_id = launch(export_posts, user_id).id
-        values = {"status": status}
-        if status in ("failed", "succeeded", "cancelled"):
-            values["finished_at"] = utcnow()
-        if status == "failed":
-            values["error"] = "The email could not be sent."
-        if created_ago:
-            values["created_at"] = utcnow() - created_ago
-        db.session.execute(update(Task).where(Task.id == task_id).values(**values))
-        db.session.commit()
-        return task_id
+from tests.helpers import make_task
 
 
 def listed(runner, *args: str) -> set[str]:

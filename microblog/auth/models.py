@@ -5,7 +5,18 @@ from datetime import datetime
 from hashlib import md5
 
 from flask_login import UserMixin
-from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, delete, func, select
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    delete,
+    false,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -39,6 +50,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     about_me: Mapped[str | None] = mapped_column(Text)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Operators: may see and control everyone's tasks at /admin (``flask users grant-admin``).
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     following: Mapped[list["User"]] = relationship(
         secondary=followers,

@@ -1,28 +1,23 @@
 """Operators' commands: ``flask --app wsgi tasks …`` and ``flask --app wsgi jobs status``."""
 
-import json
-import re
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import click
 import redis
-from dramatiq.common import dq_name, xq_name
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import select
 
-from microblog.auth.models import User, find_user
+from microblog.auth.cli import user_or_fail
+from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.jobs import control
-from microblog.jobs.broker import live_workers
+from microblog.jobs.broker import live_workers, queue_stats
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
-from microblog.jobs.models import Task, TaskStatus
+from microblog.jobs.models import Task, TaskFilter, TaskStatus, find_tasks
 from microblog.jobs.reaper import run_pass
-from microblog.models import utcnow
-
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+from microblog.models import age, parse_duration, utcnow
 
 
 class Duration(click.ParamType):
@@ -33,21 +28,10 @@ class Duration(click.ParamType):
     def convert(self, value, param, ctx) -> timedelta:
         if isinstance(value, timedelta):
             return value
-        match = re.fullmatch(r"(\d{1,6})([smhd])", value.strip())
-        if not match:
+        duration = parse_duration(value)
+        if duration is None:
             self.fail(f"{value!r} is not a duration like 90s, 30m, 12h or 7d", param, ctx)
-        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def age(moment: datetime | None, now: datetime) -> str:
-    """Say how long ago ``moment`` was, in the largest whole unit: 42s, 5m, 3h, 2d."""
-    if moment is None:
-        return "-"
-    seconds = int((now - moment).total_seconds())
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+        return duration
 
 
 @click.group("tasks")
@@ -65,19 +49,9 @@ def tasks_cli() -> None:
 @with_appcontext
 def list_tasks(status, username, job_type, older_than, limit) -> None:
     """List tasks, newest first."""
-    query = select(Task, User.username).join(User, User.id == Task.user_id)
-    if status:
-        query = query.where(Task.status.in_(status))
-    if username:
-        user = find_user(username)
-        if user is None:
-            raise click.ClickException(f"there is no user {username!r}")
-        query = query.where(Task.user_id == user.id)
-    if job_type:
-        query = query.where(Task.name == job_type)
-    if older_than:
-        query = query.where(Task.created_at < utcnow() - older_than)
-    rows = db.session.execute(query.order_by(Task.created_at.desc()).limit(limit)).all()
+    user_id = user_or_fail(username).id if username else None
+    before = utcnow() - older_than if older_than else None
+    rows = find_tasks(TaskFilter(tuple(status), user_id, job_type, before), limit)
     now = utcnow()
     table = [("ID", "USER", "TYPE", "STATUS", "PROGRESS", "ATTEMPTS", "AGE", "ERROR")]
     for task, name in rows:
@@ -177,27 +151,18 @@ def jobs_cli() -> None:
 def jobs_status() -> None:
     """Show each queue and the live workers; exit 1 when no worker is alive."""
     broker = current_app.extensions["dramatiq"]
-    client = broker.client
-    now_ms = time.time() * 1000
     try:
-        click.echo("QUEUE      READY  DELAYED  DEAD  OLDEST READY")
-        for queue in sorted(broker.get_declared_queues()):
-            key = broker.key(queue)
-            oldest = client.lindex(key, 0)
-            oldest_age = "-"
-            if oldest is not None:
-                body = client.hget(f"{key}.msgs", oldest)
-                if body:
-                    sent_ms = json.loads(body)["message_timestamp"]
-                    oldest_age = f"{max(0, now_ms - sent_ms) / 1000:.0f}s"
-            click.echo(
-                f"{queue:<10} {client.llen(key):>5}  "
-                f"{client.hlen(broker.key(dq_name(queue)) + '.msgs'):>7}  "
-                f"{client.zcard(broker.key(xq_name(queue))):>4}  {oldest_age}"
-            )
+        queues = queue_stats(broker)
         workers = live_workers(broker)
     except redis.RedisError as error:
         raise click.ClickException(f"Redis did not answer: {error}") from None
+    click.echo("QUEUE      READY  DELAYED  DEAD  OLDEST READY")
+    for queue in queues:
+        oldest = "-" if queue.oldest_age is None else f"{queue.oldest_age:.0f}s"
+        click.echo(
+            f"{queue.name:<10} {queue.ready:>5}  {queue.delayed:>7}  {queue.dead:>4}  {oldest}"
+        )
+    now_ms = time.time() * 1000
     click.echo(f"live workers: {len(workers)}")
     for name, beat_ms in workers:
         click.echo(f"  {name}  last beat {max(0, now_ms - beat_ms) / 1000:.1f}s ago")

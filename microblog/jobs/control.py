@@ -17,7 +17,7 @@ from microblog.jobs import events
 from microblog.jobs.broker import actor_named
 from microblog.jobs.launch import launch
 from microblog.jobs.models import ACTIVE_STATUSES, RETRYABLE_STATUSES, Task, TaskStatus
-from microblog.jobs.progress import announce
+from microblog.jobs.progress import announce, announce_finished
 from microblog.models import utcnow
 
 
@@ -50,7 +50,7 @@ def cancel(task: Task) -> None:
     if cancelled is None:
         raise NotCancellable(task.id)
     db.session.refresh(task)
-    announce(task.user_id, events.FINISHED, events.task_data(task))
+    announce_finished(task)
 
 
 def retry(task: Task) -> Task:

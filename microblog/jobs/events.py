@@ -3,6 +3,11 @@
 Each event is appended to a capped Redis Stream ``events:user.<id>`` and published on the
 pub/sub channel ``user.<id>`` in one Lua script, so the log order, the publish order and the
 event ids (the stream's entry ids) always agree. Messages keep flask-sse's wire format.
+
+A copy of every event, with its ``user_id``, goes the same way on the operators' channel
+``operators`` (its own log, its own ids), which only the admin page listens to. It is a second
+script call rather than part of the first, so that each script touches one channel's keys:
+on a Redis Cluster those may live on different nodes.
 """
 
 import json
@@ -12,12 +17,14 @@ import redis
 from flask import current_app
 from flask_sse import Message
 
+from microblog import metrics
 from microblog.jobs.models import Task
 
 PROGRESS = "task.progress"
 FINISHED = "task.finished"
 DISMISSED = "task.dismissed"  # its user closed a finished task's card
-LOG_LENGTH = 200  # events kept per user for resuming streams
+OPERATORS = "operators"  # every user's events, for the admin page
+LOG_LENGTH = 200  # events kept per channel for resuming streams
 LOG_TTL_SECONDS = 24 * 3600
 
 # KEYS: log stream, pub/sub channel. ARGV: type, JSON data, max log length, ttl.
@@ -56,8 +63,15 @@ def redis_client() -> redis.Redis:
 
 
 def publish(user_id: int, type: str, data: dict[str, Any]) -> str:
-    """Log and publish one event on the user's channel; return its id."""
-    channel = channel_for(user_id)
+    """Log and publish one event on the user's channel, and a copy for operators; return the
+    user's event id."""
+    event_id = _append_and_publish(channel_for(user_id), type, data)
+    metrics.EVENTS_PUBLISHED.labels(type).inc()
+    _append_and_publish(OPERATORS, type, data | {"user_id": user_id})
+    return event_id
+
+
+def _append_and_publish(channel: str, type: str, data: dict[str, Any]) -> str:
     script = redis_client().register_script(_APPEND_AND_PUBLISH)
     event_id = script(
         keys=[log_key(channel), channel],

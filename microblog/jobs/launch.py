@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from microblog.extensions import db
 from microblog.jobs import events
 from microblog.jobs.models import Task
-from microblog.jobs.progress import announce
+from microblog.jobs.progress import announce, announce_finished
 from microblog.jobs.runner import description_of
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,6 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
             detail=f"enqueue failed: {type(error).__name__}: {error}",
         )
         db.session.commit()
-        announce(user_id, events.FINISHED, events.task_data(task))
+        announce_finished(task)
         raise QueueUnavailable(task.id) from error
     return task

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import redis
 
+from microblog import metrics
 from microblog.extensions import db
 from microblog.jobs import events
 from microblog.jobs.attempts import Attempt, hold
@@ -68,6 +69,12 @@ class ProgressReporter:
             "progress": progress,
         }
         announce(self.task.user_id, events.PROGRESS, data)
+
+
+def announce_finished(task: Task, url: str | None = None, summary: str | None = None) -> None:
+    """Count a task that reached its final status, and tell its user's tabs and the operators."""
+    metrics.task_ended(task)
+    announce(task.user_id, events.FINISHED, events.task_data(task, url, summary))
 
 
 def announce(user_id: int, type: str, data: dict) -> None:

@@ -19,10 +19,9 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select, update
 
 from microblog.extensions import db
-from microblog.jobs import events
 from microblog.jobs.broker import Periodic, max_retries_of, queue_of, redis_message_id
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
-from microblog.jobs.progress import announce
+from microblog.jobs.progress import announce_finished
 from microblog.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ def reap(broker: RedisBroker, grace: timedelta) -> list[str]:
     db.session.commit()
     for task in db.session.scalars(select(Task).where(Task.id.in_(reaped))):
         log.warning("reaped task %s (%s): no live message", task.id, task.name)
-        announce(task.user_id, events.FINISHED, events.task_data(task))
+        announce_finished(task)
     return list(reaped)
 
 

@@ -21,12 +21,13 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import func
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from microblog import metrics
 from microblog.extensions import db
 from microblog.jobs import broker as glue
 from microblog.jobs import events
 from microblog.jobs.attempts import Attempt, AttemptSuperseded, hold, start_attempt
 from microblog.jobs.models import Task, TaskStatus
-from microblog.jobs.progress import ProgressReporter, announce
+from microblog.jobs.progress import ProgressReporter, announce, announce_finished
 from microblog.models import utcnow
 from microblog.urls import site_path
 
@@ -108,6 +109,11 @@ def job(
     return decorate
 
 
+def job_types() -> list[str]:
+    """Return the names of the declared job types."""
+    return sorted(_descriptions)
+
+
 def description_of(actor: dramatiq.Actor) -> str:
     return _descriptions[actor.actor_name]
 
@@ -143,6 +149,7 @@ def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
             finish(attempt, error=CRASHED_TOO_OFTEN, detail=detail)
             return
         task = db.session.get(Task, task_id)
+        metrics.TASK_ATTEMPTS.labels(task.name).inc()
         announce(task.user_id, events.PROGRESS, events.task_data(task))
         run_body(task, attempt, body)
     except AttemptSuperseded:
@@ -203,7 +210,7 @@ def finish(attempt: Attempt, error: str | None = None, detail: str | None = None
     hold(db.session, attempt, finished_at=now, **values)
     db.session.commit()
     task = db.session.get(Task, attempt.task_id, populate_existing=True)
-    announce(task.user_id, events.FINISHED, events.task_data(task, **result_of(task)))
+    announce_finished(task, **result_of(task))
 
 
 def is_last_attempt() -> bool:

@@ -24,12 +24,17 @@ _TASK_ID = re.compile(r"[0-9a-f]{32}")  # what new_task_id makes
 
 def own_task_or_404(task_id: str) -> Task:
     """Return the signed-in user's task; anyone else's is indistinguishable from none."""
+    return task_or_404(task_id, user_id=current_user.id)
+
+
+def task_or_404(task_id: str, user_id: int | None = None) -> Task:
+    """Return the task, of that user if one is given."""
     if not _TASK_ID.fullmatch(task_id):
         abort(404)
-    task = db.session.scalar(
-        select(Task).where(Task.id == task_id, Task.user_id == current_user.id)
-    )
-    return task or abort(404)
+    query = select(Task).where(Task.id == task_id)
+    if user_id is not None:
+        query = query.where(Task.user_id == user_id)
+    return db.session.scalar(query) or abort(404)
 
 
 @bp.route("/<task_id>")
@@ -42,27 +47,35 @@ def show(task_id: str):
 @bp.route("/<task_id>/cancel", methods=["POST"])
 @login_required
 def cancel(task_id: str):
-    task = own_task_or_404(task_id)
+    return cancel_and_answer(own_task_or_404(task_id))
+
+
+def cancel_and_answer(task: Task):
+    """Cancel the task and say how that went (the user's card and the admin page)."""
     try:
         control.cancel(task)
     except control.NotCancellable:
-        return _answer(task, 409, "warning", "That job has already ended.")
-    return _answer(task, 200, "info", f"{task.description}: cancelled.")
+        return answer(task, 409, "warning", "That job has already ended.")
+    return answer(task, 200, "info", f"{task.description}: cancelled.")
 
 
 @bp.route("/<task_id>/retry", methods=["POST"])
 @login_required
 def retry(task_id: str):
-    task = own_task_or_404(task_id)
+    return retry_and_answer(own_task_or_404(task_id))
+
+
+def retry_and_answer(task: Task):
+    """Start the task's job again and say how that went (the user's card and the admin page)."""
     try:
         task = control.retry(task)
     except control.NotRetryable:
-        return _answer(task, 409, "warning", "Only a failed or cancelled job can be tried again.")
+        return answer(task, 409, "warning", "Only a failed or cancelled job can be tried again.")
     except TaskAlreadyActive:
-        return _answer(task, 409, "warning", "That job is already running.")
+        return answer(task, 409, "warning", "That job is already running.")
     except QueueUnavailable:
-        return _answer(task, 503, "danger", "The job queue is unreachable. Please try again.")
-    return _answer(task, 202, "info", f"{task.description}: started again.")
+        return answer(task, 503, "danger", "The job queue is unreachable. Please try again.")
+    return answer(task, 202, "info", f"{task.description}: started again.")
 
 
 @bp.route("/<task_id>/dismiss", methods=["POST"])
@@ -72,12 +85,13 @@ def dismiss(task_id: str):
     try:
         control.dismiss(task)
     except control.NotDismissable:
-        return _answer(task, 409, "warning", "That job is still running.")
-    return _answer(task, 200, "info", "Closed.")
+        return answer(task, 409, "warning", "That job is still running.")
+    return answer(task, 200, "info", "Closed.")
 
 
-def _answer(task: Task, status: int, level: str, message: str):
-    """Answer a script with JSON, a browser with a flash and a redirect to where it was."""
+def answer(task: Task, status: int, level: str, message: str):
+    """Answer a script with JSON, a browser with a flash and a redirect to where it was (the
+    form's ``next``)."""
     if wants_json():
         return {"message": message, "level": level, "task_id": task.id}, status
     flash(message, level)

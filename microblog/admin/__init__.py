@@ -1,0 +1,1 @@
+"""The operators' pages, for accounts with the admin role."""
