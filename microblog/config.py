@@ -27,6 +27,8 @@ _INTEGERS = {
     "PROXY_COUNT",
 }
 _BOOLEANS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "HTTPS_ONLY"}
+# Read as comma-separated lists.
+_LISTS = {"JOB_MODULES"}
 _STRINGS = {
     "MICROBLOG_ENV",
     "SECRET_KEY",
@@ -46,7 +48,7 @@ _STRINGS = {
 
 def environment_variables() -> set[str]:
     """Return the name of every variable :func:`from_environment` reads."""
-    return _STRINGS | _INTEGERS | _BOOLEANS | {"DATABASE_URL"}
+    return _STRINGS | _INTEGERS | _BOOLEANS | _LISTS | {"DATABASE_URL"}
 
 
 def defaults(instance_path: str) -> dict[str, Any]:
@@ -97,6 +99,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # failed one's (longer: operators read failures); the reaper deletes older ones.
         "TASK_RETENTION_DAYS": 30,
         "FAILED_TASK_RETENTION_DAYS": 90,
+        # The modules that declare the product's job types (see microblog.jobs.registry):
+        # web and workers load the same list. A new job module adds one line here.
+        "JOB_MODULES": ["microblog.exports.jobs", "microblog.stats.jobs"],
         # Seconds between comment lines on an idle event stream.
         "SSE_HEARTBEAT_SECONDS": 15,
         # Seconds after which a stream is closed; the browser reconnects and resumes.
@@ -137,6 +142,8 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         found[key] = int(environ[key])
     for key in _BOOLEANS & environ.keys():
         found[key] = environ[key].strip().lower() in {"1", "true", "yes", "on"}
+    for key in _LISTS & environ.keys():
+        found[key] = [item.strip() for item in environ[key].split(",") if item.strip()]
     if "DATABASE_URL" in environ:
         found["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(environ["DATABASE_URL"])
     return found

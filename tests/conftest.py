@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from dramatiq import Worker
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -21,32 +20,15 @@ from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.services import MailCatcher, RedisServer, free_port, wait_until
 from tests.databases import KINDS, Databases, PostgresServer
-from tests.helpers import EventRecorder, insert_posts
+from tests.helpers import insert_posts
+
+# The real Redis and SMTP servers, the in-process worker, recorded events and golden files
+# come from the package's test plugin, as they would for any project with job types.
+pytest_plugins = ("microblog.testing",)
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-9"
 LIVE_METRICS_TOKEN = "live-metrics"
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def smtp_server() -> Iterator[MailCatcher]:
-    catcher = MailCatcher().start()
-    yield catcher
-    catcher.stop()
-
-
-@pytest.fixture
-def mailbox(smtp_server: MailCatcher) -> list:
-    """The messages the SMTP server receives during this test."""
-    smtp_server.messages.clear()
-    return smtp_server.messages
 
 
 @pytest.fixture(scope="session")
@@ -105,23 +87,6 @@ def app(app_config, redis_server) -> Iterator[Flask]:
     yield app
     with app.app_context():
         db.engine.dispose()
-
-
-@pytest.fixture
-def worker(app: Flask) -> Iterator[Worker]:
-    """A real Dramatiq worker, in this process, consuming the app's Redis broker."""
-    worker = Worker(app.extensions["dramatiq"], worker_threads=2, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
-
-
-@pytest.fixture
-def recorded_events(redis_server) -> Iterator[EventRecorder]:
-    """Every event published on any user's channel while the test runs."""
-    recorder = EventRecorder(redis_server.url)
-    yield recorder
-    recorder.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers the tests share: recording published events, and bulk data."""
+"""Helpers the tests share: reading event streams, and bulk data."""
 
 import json
 import threading
@@ -6,67 +6,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import redis
-from flask_sse import Message
 from sqlalchemy import insert, update
 
 from microblog.extensions import db
 from microblog.jobs.models import Task
 from microblog.models import utcnow
 from microblog.posts.models import Post
-
-
-class EventRecorder:
-    """Subscribe to users' channels on the real Redis and keep every flask-sse message."""
-
-    def __init__(self, redis_url: str, pattern: str = "user.*") -> None:
-        self._client = redis.Redis.from_url(redis_url)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.psubscribe(pattern)
-        self._pubsub.get_message(timeout=5)  # the subscription confirmation
-        self._changed = threading.Condition()
-        self.messages: list[tuple[str, Message]] = []
-        self._thread = threading.Thread(target=self._listen, daemon=True)
-        self._running = True
-        self._thread.start()
-
-    def _listen(self) -> None:
-        while self._running:
-            raw = self._pubsub.get_message(timeout=0.2)
-            if raw and raw["type"] == "pmessage":
-                message = Message(**json.loads(raw["data"]))
-                with self._changed:
-                    self.messages.append((raw["channel"].decode(), message))
-                    self._changed.notify_all()
-
-    def of(self, channel: str) -> list[Message]:
-        with self._changed:
-            return [m for c, m in self.messages if c == channel]
-
-    def wait_for(self, predicate: Callable[[Message], bool], timeout: float = 30) -> Message:
-        """Return the first recorded message matching ``predicate``, waiting up to ``timeout``."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for _, message in self.messages:
-                    if predicate(message):
-                        return message
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    seen = [(m.type, m.data.get("status")) for _, m in self.messages]
-                    raise TimeoutError(f"no matching event within {timeout}s; saw {seen}")
-                self._changed.wait(remaining)
-
-    def finished(self, task_id: str, timeout: float = 60) -> Message:
-        return self.wait_for(
-            lambda m: m.type == "task.finished" and m.data["task_id"] == task_id, timeout
-        )
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(timeout=5)
-        self._pubsub.close()
-        self._client.close()
 
 
 def insert_posts(user_id: int, bodies: list[str], start: datetime | None = None) -> None:
@@ -167,17 +112,6 @@ class SSEReader:
     def _raise_error(self) -> None:
         if self.error is not None:
             raise AssertionError(f"the event stream broke: {self.error!r}") from self.error
-
-
-def replay(messages: list[Message], user_id: int) -> list[str]:
-    """Publish a recorded sequence again on ``user_id``'s channel (inside an app context).
-
-    This is how a new job type is tested without running it: record its events once, then
-    feed them through the real stream endpoint and check what a browser receives.
-    """
-    from microblog.jobs import events
-
-    return [events.publish(user_id, message.type, message.data) for message in messages]
 
 
 def make_task(app, user_id: int, status: str = "queued", created_ago: timedelta | None = None):

@@ -1,6 +1,8 @@
 """A real browser (Debian's chromium, driven by Playwright) watches an export move live."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from microblog.auth.models import User
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
+from microblog.jobs.recording import Recording
 from tests.conftest import PASSWORD, ROOT, running_worker
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -71,6 +74,18 @@ def sign_in(page, username: str) -> None:
     page.wait_for_url("**/")
 
 
+def watch_task_bar(page) -> None:
+    """Keep in ``window.seenValues`` every value the first task card's bar shows from now."""
+    page.evaluate("""() => {
+        window.seenValues = [];
+        new MutationObserver(() => {
+            const bar = document.querySelector('#tasks .progress');
+            if (bar) window.seenValues.push(Number(bar.getAttribute('aria-valuenow')));
+        }).observe(document.getElementById('tasks'),
+                   {subtree: true, childList: true, attributes: true});
+    }""")
+
+
 def bar_value(page) -> int:
     return int(page.locator("#tasks .progress").first.get_attribute("aria-valuenow"))
 
@@ -87,14 +102,7 @@ def test_export_progress_moves_live_and_survives_a_reload(page, live_user, worke
     _, username = live_user("browser", posts=POSTS)
     sign_in(page, username)
     page.goto(f"/user/{username}")
-    page.evaluate("""() => {
-        window.seenValues = [];
-        new MutationObserver(() => {
-            const bar = document.querySelector('#tasks .progress');
-            if (bar) window.seenValues.push(Number(bar.getAttribute('aria-valuenow')));
-        }).observe(document.getElementById('tasks'),
-                   {subtree: true, childList: true, attributes: true});
-    }""")
+    watch_task_bar(page)
 
     # When they click "Export my posts", the bar appears and moves without a reload
     page.click("#export-button")
@@ -211,4 +219,35 @@ def test_the_admin_page_follows_everyones_tasks_live(page, live_app, live_user, 
     assert page.locator(f"{row} .task-status").text_content() == "succeeded"
     assert not page.locator(f"{row} .admin-cancel").is_visible()
     screenshot(page, "admin-tasks.png")
+    assert page.refused_by_csp == []
+
+
+def test_a_replayed_recording_moves_the_bar_through_its_values(page, live_user, live_env,
+                                                               tmp_path):  # fmt: skip
+    # Given a recording with a bar that moves in steps, made from a real run's golden file
+    golden = Recording.load(ROOT / "tests" / "golden" / "count_words.json")
+    queued, running, finished = golden.events[0], golden.events[2], golden.events[-1]
+    steps = [0, 15, 40, 65, 90]
+    events = [queued] + [
+        {"type": running["type"], "after_ms": 300 * (i + 1),
+         "data": running["data"] | {"progress": p, "done": p, "total": 100}}
+        for i, p in enumerate(steps)
+    ] + [finished | {"after_ms": 300 * (len(steps) + 1)}]  # fmt: skip
+    path = tmp_path / "steps.json"
+    Recording("count_words", events).save(path)
+    # And its user's page open
+    _, username = live_user("replay")
+    sign_in(page, username)
+    page.goto(f"/user/{username}")
+    watch_task_bar(page)
+    # When a developer replays it onto that user's channel
+    command = ["flask", "--app", "wsgi", "jobs", "replay", str(path), "--user", username]
+    subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=live_env, check=True,
+                   timeout=60)  # fmt: skip
+    # Then the card's bar went through every recorded value, and ends done with the summary
+    page.wait_for_selector("#tasks .task[data-status='succeeded']", timeout=15_000)
+    seen = page.evaluate("() => window.seenValues")
+    distinct = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
+    assert distinct == [*steps, 100], seen
+    assert page.locator("#tasks .task-summary").first.text_content() == finished["data"]["summary"]
     assert page.refused_by_csp == []

@@ -74,3 +74,22 @@ def test_cancel_and_retry_without_a_token_are_refused_and_change_nothing(client,
     with app.app_context():
         assert db.session.get(Task, task_id).status == "queued"
         assert db.session.scalar(select(func.count()).select_from(Task)) == 1
+
+
+def test_starting_a_job_or_acting_as_an_admin_without_a_token_changes_nothing(
+    client, make_user, app, runner
+):
+    make_user("alice")
+    runner.invoke(args=["users", "grant-admin", "alice"])
+    token = token_from(client, "/auth/login")
+    client.post(
+        "/auth/login",
+        data={"username": "alice", "password": "correct-horse-9", "csrf_token": token},
+    )
+    assert client.post("/tasks/start/count_words").status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Task)) == 0
+        task_id = launch(export_posts, 1).id
+    assert client.post(f"/admin/tasks/{task_id}/cancel").status_code == 400
+    with app.app_context():
+        assert db.session.get(Task, task_id).status == "queued"

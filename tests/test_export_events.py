@@ -3,8 +3,9 @@
 import pytest
 
 from microblog.jobs.events import FINISHED, PROGRESS
+from microblog.jobs.recording import Recording, replay
 from tests.conftest import live_session
-from tests.helpers import SSEReader, insert_posts, replay
+from tests.helpers import SSEReader, insert_posts
 
 
 @pytest.fixture
@@ -62,13 +63,22 @@ def test_recorded_export_replays_through_the_stream_as_a_browser_sees_it(
         reader.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
 
         # When the recorded export is replayed on that user's channel
+        recording = Recording("export_posts", [
+            {"type": m.type, "data": m.data, "after_ms": 0} for m in recorded_export
+        ])  # fmt: skip
         with live_app.app_context():
-            ids = replay(recorded_export, user_id)
+            ids = replay(recording, user_id)
 
-        # Then the browser receives the same sequence, with the new ids
+        # And the browser reads them all
         received = reader.wait_for_events(len(recorded_export))
     finally:
         reader.close()
+    # Then the browser receives the same sequence, as a task of its own, with the new ids
     assert [e["event"] for e in received] == [m.type for m in recorded_export]
-    assert [e["data"] for e in received] == [m.data for m in recorded_export]
+    new_id = received[0]["data"]["task_id"]
+    assert new_id != recorded_export[0].data["task_id"]
+    old_id = recorded_export[0].data["task_id"]
+    expected = [m.data | {"task_id": new_id} for m in recorded_export]
+    expected[-1]["url"] = expected[-1]["url"].replace(old_id, new_id)
+    assert [e["data"] for e in received] == expected
     assert [e["id"] for e in received] == ids

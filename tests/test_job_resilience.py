@@ -15,6 +15,7 @@ from dramatiq import Message
 from sqlalchemy import func, select, update
 
 from microblog.auth.models import User
+from microblog.config import defaults
 from microblog.exports import email as export_email
 from microblog.exports.jobs import build_and_store, export_posts
 from microblog.exports.models import Archive
@@ -30,6 +31,12 @@ from microblog.services import free_port
 from tests.helpers import insert_posts
 
 GRACE = reaper.timedelta(minutes=2)
+
+
+@pytest.fixture
+def app_config(app_config: dict) -> dict:
+    """This module declares job types of its own: the app loads it with the product's."""
+    return {**app_config, "JOB_MODULES": [*defaults("")["JOB_MODULES"], __name__]}
 
 
 @job(description="Waiting for ever", max_retries=0, time_limit=500)

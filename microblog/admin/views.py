@@ -13,9 +13,9 @@ from flask_login import current_user
 
 from microblog.auth.models import find_user
 from microblog.jobs import events
-from microblog.jobs.broker import live_workers, queue_stats
+from microblog.jobs.broker import live_workers, queue_stats, unknown_job_types
 from microblog.jobs.models import TaskFilter, TaskStatus, find_tasks
-from microblog.jobs.runner import job_types
+from microblog.jobs.registry import job_types
 from microblog.jobs.views import cancel_and_answer, retry_and_answer, task_or_404
 from microblog.models import age, parse_duration, utcnow
 from microblog.stream import sse, stream_url
@@ -59,10 +59,11 @@ def tasks():
         errors=errors,
         queues=queues,
         workers=workers,
+        unknown_job_types=unknown_job_types(workers) if workers else [],
         now=utcnow(),
         age=age,
         statuses=[str(status) for status in TaskStatus],
-        job_types=job_types(),
+        job_types=list(job_types()),
         admin_stream_url=stream_url(events.OPERATORS, "admin.stream"),
     ), 400 if errors else 200
 

@@ -8,43 +8,13 @@ so no cursor or transaction stays open while the archive is written.
 import gzip
 import json
 import tempfile
-from collections.abc import Iterator
 from typing import IO, Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row
 
 from microblog.auth.models import User
-from microblog.extensions import db
 from microblog.jobs.progress import ProgressReporter
-from microblog.posts.models import Cursor, Post, beyond_cursor, key_order
-
-READ_CHUNK = 1000
-
-
-def count_posts(user_id: int) -> int:
-    return db.session.scalar(select(func.count()).where(Post.user_id == user_id))
-
-
-def post_rows(user_id: int, chunk: int = READ_CHUNK) -> Iterator[list[Row]]:
-    """Yield the user's posts oldest first, ``chunk`` rows at a time.
-
-    Each chunk starts past the last one's (timestamp, id): one range of the user's index, so
-    a chunk costs the same at the millionth post as at the first.
-    """
-    first = (
-        select(Post.id, Post.timestamp, Post.body)
-        .where(Post.user_id == user_id)
-        .order_by(*key_order(Post, newest_first=False))
-        .limit(chunk)
-    )
-    following = first.where(beyond_cursor(Post, newest_first=False))
-    rows = db.session.execute(first).all()
-    while rows:
-        yield rows
-        if len(rows) < chunk:
-            return
-        last = Cursor(rows[-1].timestamp, rows[-1].id)
-        rows = db.session.execute(following, last.parameters()).all()
+from microblog.posts.models import count_posts, post_rows
 
 
 def user_block(user: User) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Dramatiq binds an actor to a broker when the actor is declared, at import time, but our broker
 needs the app's configuration. Actors are therefore declared on a placeholder broker and
-re-declared on the real one by :func:`init_app`, which every entry point reaches through
-``create_app`` before a worker starts consuming.
+re-declared on the real one by :func:`init_app` (the app's job types only, see
+:mod:`microblog.jobs.registry`), which every entry point reaches through ``create_app`` before
+a worker starts consuming.
 """
 
 import json
@@ -13,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import dramatiq
 import redis
@@ -24,37 +25,16 @@ from dramatiq.middleware import CurrentMessage, Middleware
 from flask import Flask
 
 from microblog.extensions import db
+from microblog.jobs import registry
 
 log = logging.getLogger(__name__)
 
 _placeholder = StubBroker()
 _placeholder.add_middleware(CurrentMessage())
-_actors: dict[str, dramatiq.Actor] = {}
-
-
-def declare(actor: dramatiq.Actor) -> dramatiq.Actor:
-    """Remember ``actor`` so that :func:`init_app` binds it to the app's broker."""
-    _actors[actor.actor_name] = actor
-    return actor
 
 
 def placeholder_broker() -> dramatiq.Broker:
     return _placeholder
-
-
-def actor_named(name: str) -> dramatiq.Actor:
-    return _actors[name]
-
-
-def queue_of(name: str) -> str:
-    """Return the queue of a job type; a type no longer declared used the default queue."""
-    actor = _actors.get(name)
-    return actor.queue_name if actor is not None else "default"
-
-
-def max_retries_of(name: str) -> int:
-    actor = _actors.get(name)
-    return actor.options["max_retries"] if actor is not None else 20  # Dramatiq's default
 
 
 def redis_message_id(message_id: str, retries: int, delayed: bool) -> str:
@@ -162,16 +142,34 @@ class Periodic(Middleware):
 # Worker processes by "host:pid", scored by their last maintenance tick (ms): who is alive.
 # Dramatiq's own heartbeats cannot tell: every broker call beats, a web process's enqueue too.
 WORKERS_KEY = "microblog:workers"
+WORKER_JOBS_KEY = "microblog:worker-jobs:{}"  # the job types a worker process knows
+FORGET_AFTER_MS = 24 * 3600 * 1000  # a worker silent this long is dropped from both
 
 
-def live_workers(broker: RedisBroker) -> list[tuple[str, float]]:
-    """Return the worker processes heard from within the heartbeat timeout, with their last
-    beat (ms since the epoch)."""
+class LiveWorker(NamedTuple):
+    name: str  # "host:pid"
+    beat_ms: float  # its last tick, ms since the epoch
+    job_types: list[str]  # the job types it runs (its JOB_MODULES')
+
+
+def live_workers(broker: RedisBroker) -> list[LiveWorker]:
+    """Return the worker processes heard from within the heartbeat timeout."""
     now_ms = time.time() * 1000
     beats = broker.client.zrangebyscore(
         WORKERS_KEY, now_ms - broker.heartbeat_timeout, "+inf", withscores=True
     )
-    return [(name.decode(), beat) for name, beat in beats]
+    names = [name.decode() for name, _ in beats]
+    known = broker.client.mget([WORKER_JOBS_KEY.format(name) for name in names]) if names else []
+    return [
+        LiveWorker(name, beat, (types or b"").decode().split())
+        for name, (_, beat), types in zip(names, beats, known, strict=True)
+    ]
+
+
+def unknown_job_types(workers: list[LiveWorker]) -> list[str]:
+    """Return this app's job types that none of ``workers`` runs: a deploy half done."""
+    running = {name for worker in workers for name in worker.job_types}
+    return [name for name in registry.job_types() if name not in running]
 
 
 @dataclass(frozen=True)
@@ -214,9 +212,11 @@ class Maintenance(Periodic):
         try:
             broker.run_maintenance()
             now_ms = int(time.time() * 1000)
+            job_types = " ".join(sorted(broker.get_declared_actors()))
             with broker.client.pipeline() as pipeline:
                 pipeline.zadd(WORKERS_KEY, {self.name: now_ms})
-                pipeline.zremrangebyscore(WORKERS_KEY, 0, now_ms - 24 * 3600 * 1000)  # long gone
+                pipeline.set(WORKER_JOBS_KEY.format(self.name), job_types, px=FORGET_AFTER_MS)
+                pipeline.zremrangebyscore(WORKERS_KEY, 0, now_ms - FORGET_AFTER_MS)  # long gone
                 pipeline.execute()
         except redis.RedisError as error:
             log.warning("queue maintenance failed (%s); trying again", error)
@@ -229,6 +229,7 @@ class Maintenance(Periodic):
         super().before_worker_shutdown(broker, worker)
         try:
             broker.client.zrem(WORKERS_KEY, self.name)
+            broker.client.delete(WORKER_JOBS_KEY.format(self.name))
         except redis.RedisError:
             pass  # it will age out
 
@@ -248,14 +249,16 @@ def make_broker(app: Flask) -> Broker:
 
 
 def init_app(app: Flask) -> Broker:
-    """Make the app's broker this process's broker and bind every declared actor to it."""
+    """Make the app's broker this process's broker and bind the app's job types to it."""
     from microblog.jobs.reaper import Reaper
+    from microblog.jobs.runner import UnknownJobTypes
 
     broker = make_broker(app)
     broker.add_middleware(Reaper(app))
+    broker.add_middleware(UnknownJobTypes(app))
     dramatiq.set_broker(broker)
-    for actor in _actors.values():
-        actor.broker = broker
-        broker.declare_actor(actor)
+    for job_type in registry.load(app).values():
+        job_type.actor.broker = broker
+        broker.declare_actor(job_type.actor)
     app.extensions["dramatiq"] = broker
     return broker

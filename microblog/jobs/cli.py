@@ -1,4 +1,4 @@
-"""Operators' commands: ``flask --app wsgi tasks …`` and ``flask --app wsgi jobs status``."""
+"""Operators' and developers' commands: ``flask --app wsgi tasks …`` and ``jobs …``."""
 
 import sys
 import time
@@ -13,10 +13,11 @@ from microblog.auth.cli import user_or_fail
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.jobs import control
-from microblog.jobs.broker import live_workers, queue_stats
+from microblog.jobs.broker import live_workers, queue_stats, unknown_job_types
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
 from microblog.jobs.models import Task, TaskFilter, TaskStatus, find_tasks
 from microblog.jobs.reaper import run_pass
+from microblog.jobs.recording import Recording, replay
 from microblog.models import age, parse_duration, utcnow
 
 
@@ -164,8 +165,39 @@ def jobs_status() -> None:
         )
     now_ms = time.time() * 1000
     click.echo(f"live workers: {len(workers)}")
-    for name, beat_ms in workers:
-        click.echo(f"  {name}  last beat {max(0, now_ms - beat_ms) / 1000:.1f}s ago")
+    for worker in workers:
+        click.echo(f"  {worker.name}  last beat {max(0, now_ms - worker.beat_ms) / 1000:.1f}s ago"
+                   f"  runs: {', '.join(worker.job_types) or '-'}")  # fmt: skip
+    if workers and (unknown := unknown_job_types(workers)):
+        click.echo(f"no live worker runs (their tasks fail at once): {', '.join(unknown)}")
     if not workers:
         click.echo("no worker is alive", err=True)
         sys.exit(1)
+
+
+@jobs_cli.command("replay")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--user", "username", required=True, help="Whose page receives the events.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="2 plays twice as fast as recorded.")  # fmt: skip
+@with_appcontext
+def replay_recording(path: str, username: str, speed: float) -> None:
+    """Play a recorded job's events on a user's page, with their pacing, without running it.
+
+    For working on the page: PATH is a recording, e.g. a golden file (tests/golden/*.json).
+    The events belong to a task that does not exist, so a reload drops its card.
+    """
+    if current_app.config["MICROBLOG_ENV"] == "production":
+        raise click.ClickException("refusing to replay in production: users would see a job "
+                                   "that never ran")  # fmt: skip
+    user = user_or_fail(username)
+    try:
+        recording = Recording.load(path)
+    except (ValueError, KeyError, TypeError) as error:
+        raise click.ClickException(f"{path} is not a recording: {error!r}") from None
+    click.echo(f"replaying {len(recording.events)} events of {recording.job} to {user.username}")
+    try:
+        replay(recording, user.id, speed=speed)
+    except redis.RedisError as error:
+        raise click.ClickException(f"Redis did not answer: {error}") from None
+    click.echo("done")

@@ -13,8 +13,7 @@ already begun.
 from sqlalchemy import update
 
 from microblog.extensions import db
-from microblog.jobs import events
-from microblog.jobs.broker import actor_named
+from microblog.jobs import events, registry
 from microblog.jobs.launch import launch
 from microblog.jobs.models import ACTIVE_STATUSES, RETRYABLE_STATUSES, Task, TaskStatus
 from microblog.jobs.progress import announce, announce_finished
@@ -61,11 +60,10 @@ def retry(task: Task) -> Task:
     """
     if task.status not in RETRYABLE_STATUSES:
         raise NotRetryable(task.id)
-    try:
-        actor = actor_named(task.name)
-    except KeyError:  # a job type this version no longer has
-        raise NotRetryable(task.id) from None
-    return launch(actor, task.user_id)
+    job_type = registry.job_types().get(task.name)
+    if job_type is None:  # a job type this version no longer has
+        raise NotRetryable(task.id)
+    return launch(job_type.actor, task.user_id)
 
 
 def dismiss(task: Task) -> None:

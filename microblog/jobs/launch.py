@@ -9,10 +9,9 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from microblog.extensions import db
-from microblog.jobs import events
+from microblog.jobs import events, registry
 from microblog.jobs.models import Task
 from microblog.jobs.progress import announce, announce_finished
-from microblog.jobs.runner import description_of
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,10 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
         (enforced by a partial unique index, so concurrent requests cannot both win).
     :raise QueueUnavailable: Redis did not answer; the task is committed as failed.
     """
-    task = Task(user_id=user_id, name=actor.actor_name, description=description_of(actor))
+    job_type = registry.job_types().get(actor.actor_name)
+    if job_type is None:
+        raise LookupError(f"{actor.actor_name} is not a job type of this app (JOB_MODULES)")
+    task = Task(user_id=user_id, name=job_type.name, description=job_type.description)
     db.session.add(task)
     try:
         db.session.commit()

@@ -4,8 +4,9 @@ import enum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text, bindparam, select, tuple_
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, bindparam, select, tuple_
 from sqlalchemy.orm import Mapped, mapped_column
 
 from microblog.auth.models import User
@@ -70,6 +71,8 @@ class Task(db.Model):
     error: Mapped[str | None] = mapped_column(Text)  # for the user
     # For operators only, never shown to the user: the exception type and traceback.
     failure_detail: Mapped[str | None] = mapped_column(Text)
+    # What a succeeded job returned: a little JSON, e.g. a count (not an archive).
+    result: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

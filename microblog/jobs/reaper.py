@@ -19,7 +19,8 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select, update
 
 from microblog.extensions import db
-from microblog.jobs.broker import Periodic, max_retries_of, queue_of, redis_message_id
+from microblog.jobs import registry
+from microblog.jobs.broker import Periodic, redis_message_id
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from microblog.jobs.progress import announce_finished
 from microblog.models import utcnow
@@ -36,6 +37,13 @@ def chore(function: Callable[[], object]) -> Callable[[], object]:
     return function
 
 
+def _queue_and_retries(name: str) -> tuple[str, int]:
+    """Return a job type's queue and retries; a type this process does not know used the
+    defaults (Dramatiq's)."""
+    job_type = registry.find(name)
+    return (job_type.queue_name, job_type.max_retries) if job_type else ("default", 20)
+
+
 def live_message_ids(broker: RedisBroker, tasks: Iterable[Task]) -> set[str]:
     """Return which of these tasks' messages the broker still holds: queued, delayed or in flight.
 
@@ -45,8 +53,9 @@ def live_message_ids(broker: RedisBroker, tasks: Iterable[Task]) -> set[str]:
     entries = [
         (task.id, f"{broker.key(queue)}.msgs", redis_message_id(task.id, retries, delayed))
         for task in tasks
-        for retries in range(max_retries_of(task.name) + 1)
-        for queue, delayed in ((queue_of(task.name), False), (dq_name(queue_of(task.name)), True))
+        for queue_name, max_retries in [_queue_and_retries(task.name)]
+        for retries in range(max_retries + 1)
+        for queue, delayed in ((queue_name, False), (dq_name(queue_name), True))
     ]
     with broker.client.pipeline(transaction=True) as pipeline:
         for _, key, field in entries:

@@ -8,32 +8,39 @@ fencing token, for the body's own writes (see :mod:`microblog.jobs.attempts`).
 """
 
 import logging
+import os
 import smtplib
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.middleware import CurrentMessage
+from dramatiq.errors import ActorNotFound
+from dramatiq.middleware import CurrentMessage, Middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
-from sqlalchemy import func
+from flask import Flask
+from sqlalchemy import func, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from microblog import metrics
 from microblog.extensions import db
 from microblog.jobs import broker as glue
-from microblog.jobs import events
+from microblog.jobs import events, registry
 from microblog.jobs.attempts import Attempt, AttemptSuperseded, hold, start_attempt
-from microblog.jobs.models import Task, TaskStatus
+from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from microblog.jobs.progress import ProgressReporter, announce, announce_finished
+from microblog.jobs.registry import JobType
 from microblog.models import utcnow
 from microblog.urls import site_path
 
 log = logging.getLogger(__name__)
 
-JobBody = Callable[[Task, ProgressReporter], None]
+# A job's body: it may return a little JSON (a dict, a list…), kept as the task's result.
+JobBody = Callable[[Task, ProgressReporter], object]
 # Errors of a dependency that is away for now (mail relay, Redis, database): retried with one
 # WARNING line each, no traceback.
 EXPECTED_ERRORS = (
@@ -45,10 +52,10 @@ EXPECTED_ERRORS = (
     OperationalError,
 )
 CRASHED_TOO_OFTEN = "The job stopped unexpectedly too many times; please try again later."
-# Per job type (actor name): what the user sees, and the endpoint of its result.
-_descriptions: dict[str, str] = {}
-_result_endpoints: dict[str, str] = {}
-_summaries: dict[str, Callable[[Task], str | None]] = {}
+UNKNOWN_JOB_TYPE = (
+    "This kind of job cannot run right now (an update is under way). "
+    "Please try again in a few minutes."
+)
 
 
 class JobError(Exception):
@@ -69,6 +76,8 @@ def job(
 ) -> Callable[[JobBody], dramatiq.Actor]:
     """Make ``body`` a job type; its actor is named after the function.
 
+    The type exists for an app only if its module is one of the app's ``JOB_MODULES``.
+
     :param description: what the user sees, e.g. "Exporting your posts".
     :param max_retries: retries after an error, with exponential backoff between
         ``min_backoff`` and ``max_backoff`` milliseconds.
@@ -86,11 +95,6 @@ def job(
             run_task(task_id, body, max_attempts=max_attempts)
 
         perform.__module__, perform.__qualname__ = body.__module__, body.__qualname__
-        if result_endpoint:
-            _result_endpoints[body.__name__] = result_endpoint
-        if summary:
-            _summaries[body.__name__] = summary
-        _descriptions[body.__name__] = description
         actor = dramatiq.Actor(
             perform,
             broker=glue.placeholder_broker(),
@@ -104,33 +108,22 @@ def job(
                 "time_limit": time_limit,
             },
         )
-        return glue.declare(actor)
+        registry.declare(JobType(actor, description, result_endpoint, summary))
+        return actor
 
     return decorate
 
 
-def job_types() -> list[str]:
-    """Return the names of the declared job types."""
-    return sorted(_descriptions)
-
-
-def description_of(actor: dramatiq.Actor) -> str:
-    return _descriptions[actor.actor_name]
-
-
-def result_url(task: Task) -> str | None:
-    """Return the site-relative URL of a succeeded task's result, if its job type has one."""
-    endpoint = _result_endpoints.get(task.name)
-    if endpoint is None or task.status != TaskStatus.SUCCEEDED:
-        return None
-    return site_path(endpoint, task_id=task.id)
-
-
 def result_of(task: Task) -> dict[str, str | None]:
     """Return where a succeeded task's result is and what it is, for its card and events."""
-    summarize = _summaries.get(task.name)
-    done = task.status == TaskStatus.SUCCEEDED
-    return {"url": result_url(task), "summary": summarize(task) if summarize and done else None}
+    job_type = registry.find(task.name)
+    if job_type is None or task.status != TaskStatus.SUCCEEDED:
+        return {"url": None, "summary": None}
+    endpoint, summarize = job_type.result_endpoint, job_type.summary
+    return {
+        "url": site_path(endpoint, task_id=task.id) if endpoint else None,
+        "summary": summarize(task) if summarize else None,
+    }
 
 
 def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
@@ -164,7 +157,7 @@ def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
 def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
     """Run the job's body and record how it ended, unless Dramatiq is to retry it."""
     try:
-        body(task, ProgressReporter(task, attempt))
+        result = body(task, ProgressReporter(task, attempt))
     except AttemptSuperseded:
         raise
     except JobError as error:
@@ -189,19 +182,22 @@ def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
         log.exception("task %s: attempt %d failed for the last time", task.id, attempt.number)
         finish(attempt, error=user_safe_reason(error))
     else:
-        finish(attempt)
+        finish(attempt, result=result)
 
 
-def finish(attempt: Attempt, error: str | None = None, detail: str | None = None) -> None:
+def finish(
+    attempt: Attempt, error: str | None = None, detail: str | None = None, result: object = None
+) -> None:
     """Move the attempt's task to its final state, commit, and announce it.
 
     ``error`` is the reason shown to the user; ``detail`` is kept for operators, and is the
-    traceback of the exception being handled when there is one.
+    traceback of the exception being handled when there is one. ``result`` is what a
+    succeeded body returned.
     """
     now = utcnow()
     if error is None:
         values = {"status": TaskStatus.SUCCEEDED, "progress": 100, "error": None,
-                  "done": func.coalesce(Task.total, Task.done)}  # fmt: skip
+                  "done": func.coalesce(Task.total, Task.done), "result": result}  # fmt: skip
     else:
         log.warning("task %s failed: %s", attempt.task_id, error)
         if detail is None and sys.exception() is not None:
@@ -218,8 +214,7 @@ def is_last_attempt() -> bool:
     message = CurrentMessage.get_current_message()
     if message is None:  # called directly, not by a worker: nothing will retry
         return True
-    actor = glue.actor_named(message.actor_name)
-    max_retries = message.options.get("max_retries", actor.options["max_retries"])
+    max_retries = message.options.get("max_retries", registry.find(message.actor_name).max_retries)
     return message.options.get("retries", 0) >= max_retries
 
 
@@ -232,3 +227,64 @@ def user_safe_reason(error: BaseException) -> str:
     if isinstance(error, SQLAlchemyError):
         return "The database was unavailable. Please try again later."
     return "An unexpected error stopped the job. Please try again later."
+
+
+class UnknownJobTypes(Middleware):
+    """Hand a message for a job type this worker does not run to one that does, or fail its
+    task at once when no live worker runs it.
+
+    That happens while a deploy rolls out: web processes that know a new job type send it to
+    workers that do not yet (and a removed type's last messages reach workers without it).
+    Dramatiq would move the message to the dead-letter queue and leave its task queued until
+    the reaper closed it as lost, minutes later. Here, while some live worker runs the type
+    (each says which it runs, see ``live_workers``), the message goes back to the queue after
+    ``HANDOVER_DELAY_MS`` for another try, for up to ``HANDOVER_LIMIT_MS`` from when it was
+    sent; otherwise its task fails at once with a reason for the user, who can try again
+    when the deploy is done, and the worker's name in the detail for operators.
+    """
+
+    HANDOVER_DELAY_MS = 2_000
+    HANDOVER_LIMIT_MS = 10 * 60_000
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        if not isinstance(getattr(message, "_exception", None), ActorNotFound):
+            return
+        name, task_id = message.actor_name, message.message_id
+        with self.app.app_context():
+            try:
+                runners = [w.name for w in glue.live_workers(broker) if name in w.job_types]
+            except redis.RedisError:
+                runners = []
+            age_ms = time.time() * 1000 - message.message_timestamp
+            if runners and age_ms < self.HANDOVER_LIMIT_MS:
+                log.warning(
+                    "task %s: this worker does not run %s; back to the queue for one that does "
+                    "(%s)", task_id, name, ", ".join(runners)
+                )  # fmt: skip
+                broker.enqueue(message, delay=self.HANDOVER_DELAY_MS)
+            else:
+                fail_unknown_job(task_id, name)
+
+
+def fail_unknown_job(task_id: str, name: str) -> None:
+    """Fail a still active task whose job type this process does not know; commit, announce."""
+    now = utcnow()
+    detail = (
+        f"worker {socket.gethostname()}:{os.getpid()} does not know the job type {name!r}: "
+        "its JOB_MODULES lack it (workers older or newer than the web processes?)"
+    )
+    failed = db.session.scalar(
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_(ACTIVE_STATUSES))
+        .values(status=TaskStatus.FAILED, error=UNKNOWN_JOB_TYPE, failure_detail=detail,
+                finished_at=now, updated_at=now)
+        .returning(Task.id)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    db.session.commit()
+    if failed is not None:
+        log.warning("task %s failed at once: %s", task_id, detail)
+        announce_finished(db.session.get(Task, task_id))

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from microblog.errors import wants_json
 from microblog.extensions import db
 from microblog.jobs import control, events
-from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
+from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive, launch
 from microblog.jobs.models import Task, tasks_to_show
+from microblog.jobs.registry import job_types
 from microblog.jobs.runner import result_of
 from microblog.models import utcnow
 from microblog.stream import stream_url
@@ -42,6 +43,20 @@ def task_or_404(task_id: str, user_id: int | None = None) -> Task:
 def show(task_id: str):
     task = own_task_or_404(task_id)
     return jsonify(events.task_data(task, **result_of(task)))
+
+
+@bp.route("/start/<name>", methods=["POST"])
+@login_required
+def start(name: str):
+    """Start a job of the signed-in user (any job type of the app's ``JOB_MODULES``)."""
+    job_type = job_types().get(name) or abort(404)
+    try:
+        task = launch(job_type.actor, current_user.id)
+    except TaskAlreadyActive:
+        return answer(None, 409, "warning", f"{job_type.description}: already under way.")
+    except QueueUnavailable:
+        return answer(None, 503, "danger", "The job queue is unreachable. Please try again.")
+    return answer(task, 202, "info", f"{job_type.description}: started.")
 
 
 @bp.route("/<task_id>/cancel", methods=["POST"])
@@ -89,11 +104,11 @@ def dismiss(task_id: str):
     return answer(task, 200, "info", "Closed.")
 
 
-def answer(task: Task, status: int, level: str, message: str):
+def answer(task: Task | None, status: int, level: str, message: str):
     """Answer a script with JSON, a browser with a flash and a redirect to where it was (the
     form's ``next``)."""
     if wants_json():
-        return {"message": message, "level": level, "task_id": task.id}, status
+        return {"message": message, "level": level, "task_id": task and task.id}, status
     flash(message, level)
     back = request.form.get("next", "")
     # Only a path of this site: never "//host" or "/\\host", which browsers treat as a host.

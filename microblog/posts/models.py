@@ -1,6 +1,7 @@
 """Posts, and the lists of posts and of people, paged by keyset."""
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -9,9 +10,11 @@ from sqlalchemy import (
     ColumnElement,
     ForeignKey,
     Index,
+    Row,
     Select,
     String,
     bindparam,
+    func,
     or_,
     select,
     true,
@@ -314,3 +317,32 @@ def posts_of(user: User) -> Listing:
 def all_posts() -> Listing:
     """Return every post."""
     return Listing(select(Post))
+
+
+READ_CHUNK = 1000
+
+
+def count_posts(user_id: int) -> int:
+    return db.session.scalar(select(func.count()).where(Post.user_id == user_id))
+
+
+def post_rows(user_id: int, chunk: int = READ_CHUNK) -> Iterator[list[Row]]:
+    """Yield the user's posts oldest first, ``chunk`` rows at a time.
+
+    Each chunk starts past the last one's (timestamp, id): one range of the user's index, so
+    a chunk costs the same at the millionth post as at the first.
+    """
+    first = (
+        select(Post.id, Post.timestamp, Post.body)
+        .where(Post.user_id == user_id)
+        .order_by(*key_order(Post, newest_first=False))
+        .limit(chunk)
+    )
+    following = first.where(beyond_cursor(Post, newest_first=False))
+    rows = db.session.execute(first).all()
+    while rows:
+        yield rows
+        if len(rows) < chunk:
+            return
+        last = Cursor(rows[-1].timestamp, rows[-1].id)
+        rows = db.session.execute(following, last.parameters()).all()

@@ -55,7 +55,7 @@
     card.querySelector(".task-dismiss").hidden = !final;
     renderFinished(card.querySelector(".task-finished"), task);
     renderResult(card.querySelector(".task-result"), task);
-    updateExportButton(task, final);
+    updateStartButton(task, final);
   }
 
   function renderFinished(line, task) {
@@ -89,9 +89,9 @@
     }
   }
 
-  function updateExportButton(task, final) {
-    const button = document.getElementById("export-button");
-    if (button && task.name === "export_posts") button.disabled = !final;
+  function updateStartButton(task, final) {
+    const button = document.querySelector(`form[data-job="${CSS.escape(task.name)}"] button`);
+    if (button) button.disabled = !final;
   }
 
   function onFinished(event) {
@@ -129,8 +129,8 @@
     }).then((response) => response.json().then((body) => ({ response, body })));
   }
 
-  // Start an export without leaving the page; without JavaScript the form posts as usual.
-  function startExport(event) {
+  // Start a job without leaving the page; without JavaScript the form posts as usual.
+  function startJob(event) {
     event.preventDefault();
     const button = event.currentTarget.querySelector("button");
     button.disabled = true;
@@ -140,7 +140,7 @@
         if (!response.ok && response.status !== 409) button.disabled = false;
       })
       .catch(() => {
-        showFlash("The export could not start. Please try again.", "danger");
+        showFlash("The job could not start. Please try again.", "danger");
         button.disabled = false;
       });
   }
@@ -173,8 +173,9 @@
     action.addEventListener("submit", act);
   }
 
-  const form = document.getElementById("export-form");
-  if (form) form.addEventListener("submit", startExport);
+  for (const form of document.querySelectorAll("form[data-job]")) {
+    form.addEventListener("submit", startJob);
+  }
 
   const url = section && section.dataset.streamUrl;
   if (url && window.EventSource) {

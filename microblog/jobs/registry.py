@@ -1,0 +1,85 @@
+"""Job types: one record each, from the modules ``JOB_MODULES`` names.
+
+A job type is declared by :func:`microblog.jobs.runner.job` in a job module. Which modules
+make up the product is configuration (``JOB_MODULES``), read by ``create_app``, so the web
+processes and ``dramatiq tasks`` load the same list, whatever else either happens to import.
+The app's broker knows exactly the types of those modules; a job module imported for another
+reason (a view) adds nothing to an app that does not list it.
+"""
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import dramatiq
+from flask import Flask, current_app
+
+if TYPE_CHECKING:
+    from microblog.jobs.models import Task
+
+
+@dataclass(frozen=True)
+class JobType:
+    """What the machinery knows of one job type."""
+
+    actor: dramatiq.Actor  # named after the job's function; takes a task id
+    description: str  # what the user sees on the card, e.g. "Exporting your posts"
+    result_endpoint: str | None = None  # takes task_id: where a succeeded task's result is
+    summary: "Callable[[Task], str | None] | None" = None  # a succeeded task's result in words
+
+    @property
+    def name(self) -> str:
+        return self.actor.actor_name
+
+    @property
+    def module(self) -> str:
+        return self.actor.fn.__module__
+
+    @property
+    def queue_name(self) -> str:
+        return self.actor.queue_name
+
+    @property
+    def max_retries(self) -> int:
+        return self.actor.options["max_retries"]
+
+
+_types: dict[str, JobType] = {}  # every type declared in this process, by name
+
+
+class DuplicateJobType(Exception):
+    """Two job modules declare a job type of the same name."""
+
+
+def declare(job_type: JobType) -> None:
+    existing = _types.get(job_type.name)
+    if existing is not None and existing.module != job_type.module:
+        raise DuplicateJobType(
+            f"{job_type.name!r} is declared by both {existing.module} and {job_type.module}"
+        )
+    _types[job_type.name] = job_type
+
+
+def load(app: Flask) -> dict[str, JobType]:
+    """Import the app's job modules; return their job types by name, and keep them."""
+    modules = app.config["JOB_MODULES"]
+    for module in modules:
+        importlib.import_module(module)
+    mine = {name: t for name, t in sorted(_types.items()) if t.module in modules}
+    app.extensions["microblog.job_types"] = mine
+    return mine
+
+
+def job_types() -> dict[str, JobType]:
+    """Return the current app's job types by name."""
+    return current_app.extensions["microblog.job_types"]
+
+
+def find(name: str) -> JobType | None:
+    """Return the job type of that name if this process declared it (any app), else None.
+
+    For reading a task of any type, e.g. an old one: its description, queue, result.
+    Starting one is for :func:`job_types` only.
+    """
+    return _types.get(name)

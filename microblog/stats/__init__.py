@@ -1,0 +1,1 @@
+"""Statistics of a user's posts, counted in the background."""

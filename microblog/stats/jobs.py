@@ -1,0 +1,37 @@
+"""The word count: the smallest complete job type. Read it before writing one.
+
+A job is a function of the task and its progress reporter, declared with ``@job`` in a module
+that ``JOB_MODULES`` lists. It reads its data in chunks, tells the reporter as it goes, and
+returns a little JSON, kept as the task's result; ``summary`` turns that into the card's line.
+Retries, time limit, cancellation, the live card and the final event come from the runner.
+"""
+
+import re
+from collections import Counter
+
+from microblog.jobs.models import Task
+from microblog.jobs.progress import ProgressReporter
+from microblog.jobs.runner import job
+from microblog.posts.models import count_posts, post_rows
+
+WORD = re.compile(r"\w+(?:['’]\w+)*")  # letters and digits of any script; "don't" is one
+
+
+def describe(task: Task) -> str:
+    """Say what the count found: "1,234 posts · 56,789 words · most used: hello"."""
+    result = task.result
+    line = f"{result['posts']:,} posts · {result['words']:,} words"
+    return line + (f" · most used: {result['top'][0][0]}" if result["top"] else "")
+
+
+@job(description="Counting your words", summary=describe, time_limit=5 * 60_000)
+def count_words(task: Task, progress: ProgressReporter) -> dict:
+    """Count the words of the user's posts, and the ten most used."""
+    progress.start(count_posts(task.user_id))
+    words: Counter[str] = Counter()
+    for rows in post_rows(task.user_id):
+        for row in rows:
+            words.update(word.casefold() for word in WORD.findall(row.body))
+        progress.advance(len(rows))
+    progress.finish()
+    return {"posts": progress.done, "words": words.total(), "top": words.most_common(10)}
