@@ -12,7 +12,6 @@ import os
 
 # The worker processes write their samples to files in one directory, which the metrics
 # server reads. prometheus_client chooses that mode when first imported: before the app is.
-os.environ.setdefault("dramatiq_prom_host", "127.0.0.1")
 from dramatiq.middleware.prometheus import DB_PATH  # noqa: E402
 
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = DB_PATH

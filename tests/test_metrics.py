@@ -153,3 +153,4 @@ def test_a_worker_host_serves_its_metrics(live_app, live_env, live_user, tmp_pat
     assert value(page, "microblog_task_attempts_total", job="export_posts") >= 1
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+    assert f"worker metrics on http://127.0.0.1:{port}/metrics" in log  # not every interface

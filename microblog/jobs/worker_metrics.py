@@ -1,11 +1,12 @@
 """Worker metrics: Dramatiq's Prometheus middleware, served on an address of the worker host.
 
 Only ``dramatiq tasks`` loads this (tasks.py), after naming the directory where its processes
-write their samples; importing Dramatiq's middleware reads ``dramatiq_prom_host`` and
-``dramatiq_prom_port``.
+write their samples. The server listens on ``dramatiq_prom_host``:``dramatiq_prom_port``,
+127.0.0.1:9191 unless they say otherwise (Dramatiq's own default host is every interface).
 """
 
 import logging
+import os
 from http.server import HTTPServer
 
 from dramatiq.middleware import prometheus
@@ -26,14 +27,14 @@ class WorkerMetrics(prometheus.Prometheus):
 def serve_worker_metrics() -> int:
     """Serve the samples of every worker process of this host (a process of its own).
 
-    It listens on ``dramatiq_prom_host``:``dramatiq_prom_port`` (tasks.py defaults the host to
-    127.0.0.1). When another ``dramatiq tasks`` on the host holds that port, this one says so
-    in its log and stops; its processes' samples are in the same directory
+    It runs in a process Dramatiq forks from its main process, which never imports tasks.py:
+    the address is read here. When another ``dramatiq tasks`` on the host holds that port,
+    this one says so in its log and stops; its processes' samples are in the same directory
     (``dramatiq_prom_db``), so the other serves them.
     """
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=prometheus.DB_PATH)
-    address = (prometheus.HTTP_HOST, prometheus.HTTP_PORT)
+    address = (os.environ.get("dramatiq_prom_host", "127.0.0.1"), prometheus.HTTP_PORT)
     try:
         server = HTTPServer(address, MetricsHandler.factory(registry))
     except OSError as error:
