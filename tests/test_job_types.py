@@ -138,19 +138,23 @@ def test_a_job_module_written_from_the_readme_runs_under_a_real_worker(
     env = {**live_env, "JOB_MODULES": ",".join(modules),
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}  # fmt: skip
     user_id, _ = live_user("newcomer")
-    with web.app_context():
-        insert_posts(user_id, ["short", "x" * 250, "y" * 201])
-    # When a real worker runs and a user starts the job, with no other change anywhere
-    with running_worker(env, tmp_path / "worker.log"):
-        worker_runs(web, lambda out: "check_posts" in out, "the worker to run check_posts")
+    try:
         with web.app_context():
-            task_id = launch(job_types()["check_posts"].actor, user_id).id
-        wait_until(lambda: task_status(web, task_id).status == "succeeded", 30,
-                   "the README's job to succeed")  # fmt: skip
-    task = task_status(web, task_id)
-    assert task.result == {"long": 2}
-    with web.app_context():
-        assert result_of(task)["summary"] == "2 long posts"
+            insert_posts(user_id, ["short", "x" * 250, "y" * 201])
+        # When a real worker runs and a user starts the job, with no other change anywhere
+        with running_worker(env, tmp_path / "worker.log"):
+            worker_runs(web, lambda out: "check_posts" in out, "the worker to run check_posts")
+            with web.app_context():
+                task_id = launch(job_types()["check_posts"].actor, user_id).id
+            wait_until(lambda: task_status(web, task_id).status == "succeeded", 30,
+                       "the README's job to succeed")  # fmt: skip
+        task = task_status(web, task_id)
+        assert task.result == {"long": 2}
+        with web.app_context():
+            assert result_of(task)["summary"] == "2 long posts"
+    finally:
+        with web.app_context():
+            db.engine.dispose()  # its connections, not the garbage collector's, closed here
 
 
 def test_users_start_a_job_type_by_name_from_its_button(client, auth):

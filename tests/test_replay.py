@@ -3,7 +3,9 @@
 import pytest
 
 from microblog import create_app
+from microblog.extensions import db
 from microblog.jobs.recording import Recording, comparable
+from microblog.services import wait_until
 from tests.conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "count_words.json"
@@ -15,8 +17,12 @@ def test_replay_publishes_the_recording_as_a_new_task(app, runner, make_user, re
                                  "--speed", "100"])  # fmt: skip
     assert result.exit_code == 0, result.output
     recording = Recording.load(GOLDEN)
-    sent = [m for c, m in recorded_events.messages if c == f"user.{user_id}"]
-    assert len(sent) == len(recording.events)
+
+    def sent() -> list:
+        return [m for c, m in list(recorded_events.messages) if c == f"user.{user_id}"]
+
+    wait_until(lambda: len(sent()) == len(recording.events), 10, "the replayed events")
+    sent = sent()
     replayed = Recording("count_words", [{"type": m.type, "data": m.data} for m in sent])
     assert comparable(replayed) == comparable(recording)
     assert sent[0].data["task_id"] != recording.events[0]["data"]["task_id"]
@@ -26,6 +32,7 @@ def test_replay_keeps_the_pacing_scaled_by_speed(app, runner, make_user, recorde
     make_user("front-end")
     recording = Recording.load(GOLDEN)
     runner.invoke(args=["jobs", "replay", str(GOLDEN), "--user", "front-end", "--speed", "2"])
+    wait_until(lambda: len(recorded_events.times) == len(recording.events), 10, "the events")
     gaps = [b - a for a, b in zip(recorded_events.times, recorded_events.times[1:], strict=False)]
     recorded = [
         (b["after_ms"] - a["after_ms"]) / 1000 / 2
@@ -58,8 +65,12 @@ def test_replay_refuses_a_file_that_is_not_a_recording(runner, make_user, tmp_pa
 def test_replay_refuses_to_run_in_production(app_config, make_user, recorded_events):
     make_user("front-end")
     production = create_app({**app_config, "MICROBLOG_ENV": "production"})
-    result = production.test_cli_runner().invoke(
-        args=["jobs", "replay", str(GOLDEN), "--user", "front-end"]
-    )
+    try:
+        result = production.test_cli_runner().invoke(
+            args=["jobs", "replay", str(GOLDEN), "--user", "front-end"]
+        )
+    finally:
+        with production.app_context():
+            db.engine.dispose()
     assert result.exit_code == 1 and "refusing to replay in production" in result.output
     assert recorded_events.messages == []
