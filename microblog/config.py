@@ -23,6 +23,7 @@ _INTEGERS = {
     "FAILED_TASK_RETENTION_DAYS",
     "SSE_HEARTBEAT_SECONDS",
     "SSE_MAX_STREAM_SECONDS",
+    "SSE_STREAM_QUEUE_LIMIT",
     "MAX_CONTENT_LENGTH",
     "PROXY_COUNT",
 }
@@ -106,6 +107,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SSE_HEARTBEAT_SECONDS": 15,
         # Seconds after which a stream is closed; the browser reconnects and resumes.
         "SSE_MAX_STREAM_SECONDS": 300,
+        # Events waiting for one stream's client; a client this far behind has stopped
+        # reading: its stream is closed, and the browser resumes from the log.
+        "SSE_STREAM_QUEUE_LIMIT": 100,
         # Level of the app's own log lines (gunicorn reads the same variable for its own).
         "LOG_LEVEL": "info",
         # Secure cookies and HSTS; None follows MICROBLOG_ENV (on in production). Turn it off

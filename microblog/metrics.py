@@ -61,6 +61,10 @@ STREAMS_OPEN = Gauge(
     "Event streams open in web processes.",
     multiprocess_mode="livesum",
 )
+STREAMS_OVERFLOWED = Counter(
+    "microblog_sse_streams_overflowed_total",
+    "Event streams closed because their client stopped reading (queue full).",
+)
 EVENTS_DELIVERED = Counter(
     "microblog_sse_events_delivered_total", "Events handed to open event streams."
 )

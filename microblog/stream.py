@@ -2,21 +2,21 @@
 
 Built on flask-sse: same message format, same ``publish``; what changes is how messages reach
 listeners. Stock flask-sse opens one Redis connection per listener and only notices a closed
-client at its next message. Here each web process holds one pattern subscription (users'
-channels and the operators' one) shared by all its listeners, heartbeat comments go out twice
-per ``SSE_HEARTBEAT_SECONDS`` so that a closed client is noticed and released within that
-interval, and each stream ends after ``SSE_MAX_STREAM_SECONDS``; the browser then reconnects
-with ``Last-Event-ID`` and resumes.
+client at its next message. Here each web process holds one Redis connection, subscribed to
+exactly the channels its open streams read (a user's channel from their first stream to
+their last), heartbeat comments go out twice per ``SSE_HEARTBEAT_SECONDS`` so that a closed
+client is noticed and released within that interval, and each stream ends after
+``SSE_MAX_STREAM_SECONDS``; the browser then reconnects with ``Last-Event-ID`` and resumes.
 """
 
 import json
 import logging
 import os
 import queue
+import random
 import re
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 
 import redis
@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 RETRY_MS = 3000
 # A Redis stream id: two unsigned 64-bit integers in ASCII digits ("1700000000000-3").
 _EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
-_CLOSED = object()  # put on a listener's queue when the shared subscription is lost
+_RESYNC = object()  # put in an inbox after a lost subscription is back: read the log since
+SUBSCRIBE_BATCH = 500  # channels per SUBSCRIBE when resubscribing after a reconnect
 
 
 def event_key(event_id: str) -> tuple[int, int]:
@@ -51,15 +52,42 @@ class RenderedMessage(Message):
         return self._wire
 
 
-class Broadcaster:
-    """One Redis pattern subscription per process, fanned out to in-process listeners."""
+class Inbox(queue.Queue):
+    """One stream's messages waiting to be written, at most ``maxsize``.
 
-    def __init__(
-        self, redis_url: str, patterns: tuple[str, ...] = ("user.*", events.OPERATORS)
-    ) -> None:
+    A client that stops reading fills it; it is then closed (``overflowed``) rather than
+    allowed to grow: the stream ends and the browser resumes from the log.
+    """
+
+    def __init__(self, channel: str, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.channel = channel
+        self.overflowed = False
+
+
+class Broadcaster:
+    """One Redis connection per process, subscribed to the channels its listeners read.
+
+    A channel is subscribed when its first listener arrives and unsubscribed when its last
+    leaves; :meth:`wait_subscribed` tells a stream when Redis has confirmed, so that it can
+    replay the log knowing that anything later will arrive live. Requests to subscribe and
+    unsubscribe are queued to the one thread that owns the connection. When the connection is
+    lost, streams stay open: the thread reconnects after a jittered, growing delay (so that
+    every process does not knock at once), subscribes every channel that still has
+    listeners, and tells each of those listeners to read what it missed from the log.
+    """
+
+    POLL_SECONDS = 0.05  # how long requests may wait for the connection's thread
+
+    def __init__(self, redis_url: str, inbox_size: int = 1000) -> None:
         self.redis_url = redis_url
-        self.patterns = patterns
-        self._listeners: dict[str, set[queue.SimpleQueue]] = defaultdict(set)
+        self.inbox_size = inbox_size
+        self._listeners: dict[str, set[Inbox]] = {}
+        self._confirmed: dict[str, threading.Event] = {}  # per subscribed channel
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._resync: set[str] = set()  # resubscribed after a reconnect, not yet confirmed
+        self._was_connected = False
+        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._pid = os.getpid()
@@ -71,6 +99,11 @@ class Broadcaster:
         with self._lock:
             return sum(len(listeners) for listeners in self._listeners.values())
 
+    @property
+    def channel_count(self) -> int:
+        with self._lock:
+            return len(self._listeners)
+
     def wait_ready(self, timeout: float) -> bool:
         return self._ready.wait(timeout)
 
@@ -80,55 +113,119 @@ class Broadcaster:
             return "stopped"
         return "ok" if self._ready.is_set() else "reconnecting"
 
-    def listen(self, channel: str) -> queue.SimpleQueue:
-        inbox: queue.SimpleQueue = queue.SimpleQueue()
+    def listen(self, channel: str) -> Inbox:
+        """Register a listener of ``channel``, subscribing the channel if it is the first."""
+        inbox = Inbox(channel, self.inbox_size)
         with self._lock:
-            self._listeners[channel].add(inbox)
+            listeners = self._listeners.setdefault(channel, set())
+            listeners.add(inbox)
+            if channel not in self._confirmed:
+                self._confirmed[channel] = threading.Event()
+                self._requests.put(channel)
         metrics.STREAMS_OPEN.inc()
         return inbox
 
-    def leave(self, channel: str, inbox: queue.SimpleQueue) -> None:
+    def wait_subscribed(self, inbox: Inbox, timeout: float) -> bool:
+        """Wait until Redis delivers ``inbox``'s channel to this process."""
         with self._lock:
-            listeners = self._listeners.get(channel, set())
+            confirmed = self._confirmed.get(inbox.channel)
+        return confirmed is not None and confirmed.wait(timeout)
+
+    def leave(self, inbox: Inbox) -> None:
+        """Drop a listener; the channel is unsubscribed after its last."""
+        with self._lock:
+            listeners = self._listeners.get(inbox.channel, set())
             if inbox not in listeners:
                 return
             listeners.discard(inbox)
             if not listeners:
-                del self._listeners[channel]
+                del self._listeners[inbox.channel]
+                self._requests.put(inbox.channel)
         metrics.STREAMS_OPEN.dec()
+
+    def stop(self) -> None:
+        """Close the connection and end the thread (its listeners hear nothing more)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
 
     def _run(self) -> None:
         delay = 0.5
-        while True:
+        while not self._stop.is_set():
             try:
                 self._consume()
             except redis.RedisError as error:
-                log.warning("event subscription lost (%s); retrying in %.1fs", error, delay)
+                log.warning("event subscription lost (%s); retrying in about %.1fs", error, delay)
             except Exception:  # never let one surprise end live updates for the whole process
-                log.exception("event subscription failed; retrying in %.1fs", delay)
-            subscribed = self._ready.is_set()
+                log.exception("event subscription failed; retrying in about %.1fs", delay)
+            connected = self._ready.is_set()
             self._ready.clear()
-            self._close_all()
-            delay = 0.5 if subscribed else min(delay * 2, 10)  # back off only while failing
-            time.sleep(delay)
+            with self._lock:
+                for confirmed in self._confirmed.values():
+                    confirmed.clear()  # until the new connection confirms it again
+            delay = 0.5 if connected else min(delay * 2, 10)  # back off only while failing
+            self._stop.wait(delay * random.uniform(0.5, 1.5))
 
     def _consume(self) -> None:
         client = redis.Redis.from_url(self.redis_url, socket_keepalive=True)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub = client.pubsub()
         try:
-            pubsub.psubscribe(*self.patterns)
-            for _ in self.patterns:
-                pubsub.get_message(timeout=5)  # the subscription confirmations
+            client.ping()  # fail here, not on the first subscription, if Redis is away
+            with self._lock:
+                wanted = list(self._listeners)
+            if self._was_connected:  # their listeners missed what came while we were away
+                self._resync = set(wanted)
+            self._was_connected = True
+            for start in range(0, len(wanted), SUBSCRIBE_BATCH):
+                pubsub.subscribe(*wanted[start : start + SUBSCRIBE_BATCH])
             self._ready.set()
-            while True:
-                raw = pubsub.get_message(timeout=30)
-                if raw is None:
+            idle_since = time.monotonic()
+            while not self._stop.is_set():
+                self._apply_requests(pubsub)
+                raw = pubsub.get_message(timeout=self.POLL_SECONDS)
+                if raw is not None:
+                    idle_since = time.monotonic()
+                    self._handle(raw)
+                elif pubsub.subscribed and time.monotonic() - idle_since > 30:
                     pubsub.ping()  # a dead connection fails here instead of hanging forever
-                elif raw["type"] == "pmessage":
-                    self._deliver(raw["channel"].decode(errors="replace"), raw["data"])
+                    idle_since = time.monotonic()
         finally:
             pubsub.close()
             client.close()
+
+    def _apply_requests(self, pubsub) -> None:
+        """Subscribe or unsubscribe the channels whose listeners came or went since."""
+        subscribe, unsubscribe = [], []
+        while True:
+            try:
+                channel = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            with self._lock:
+                if channel in self._listeners:
+                    subscribe.append(channel)
+                elif channel in self._confirmed:
+                    del self._confirmed[channel]
+                    unsubscribe.append(channel)
+        if subscribe:
+            pubsub.subscribe(*subscribe)  # a channel already subscribed is confirmed again
+        if unsubscribe:
+            pubsub.unsubscribe(*unsubscribe)
+
+    def _handle(self, raw: dict) -> None:
+        kind, channel = raw["type"], raw["channel"]
+        channel = channel.decode(errors="replace") if isinstance(channel, bytes) else channel
+        if kind == "message":
+            self._deliver(channel, raw["data"])
+        elif kind == "subscribe":
+            with self._lock:
+                confirmed = self._confirmed.get(channel)
+                inboxes = list(self._listeners.get(channel, ()))
+            if confirmed is not None:
+                confirmed.set()
+            if channel in self._resync:
+                self._resync.discard(channel)
+                for inbox in inboxes:  # what was published while we were away is in the log
+                    self._put(inbox, _RESYNC)
 
     def _deliver(self, channel: str, data: bytes) -> None:
         with self._lock:
@@ -141,14 +238,18 @@ class Broadcaster:
             log.warning("dropped a malformed message on %s: %s", channel, error)
             return
         for inbox in inboxes:
-            inbox.put(message)
+            self._put(inbox, message)
         metrics.EVENTS_DELIVERED.inc(len(inboxes))
 
-    def _close_all(self) -> None:
-        with self._lock:
-            inboxes = [inbox for listeners in self._listeners.values() for inbox in listeners]
-        for inbox in inboxes:
-            inbox.put(_CLOSED)
+    def _put(self, inbox: Inbox, item: object) -> None:
+        try:
+            inbox.put_nowait(item)
+        except queue.Full:
+            inbox.overflowed = True
+            self.leave(inbox)
+            metrics.STREAMS_OVERFLOWED.inc()
+            log.warning("closed a stream of %s that stopped reading (%d events waiting)",
+                        inbox.channel, inbox.maxsize)  # fmt: skip
 
 
 _creation = threading.Lock()
@@ -159,7 +260,8 @@ def broadcaster() -> Broadcaster:
     with _creation:  # the first requests arrive together; they must share one
         current = current_app.extensions.get("microblog.broadcaster")
         if current is None or current._pid != os.getpid():
-            current = Broadcaster(current_app.config["REDIS_URL"])
+            config = current_app.config
+            current = Broadcaster(config["REDIS_URL"], config["SSE_STREAM_QUEUE_LIMIT"])
             current_app.extensions["microblog.broadcaster"] = current
         return current
 
@@ -183,37 +285,41 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         return events.redis_client()  # one pool per process, not a client per publish
 
     def messages(
-        self,
-        channel: str = "sse",
-        last_id: str | None = None,
-        inbox: queue.SimpleQueue | None = None,
+        self, channel: str = "sse", last_id: str = "0", inbox: Inbox | None = None
     ) -> Iterator[Message | None]:
-        """Yield missed events after ``last_id``, then live ones, and None on each idle beat.
+        """Yield the logged events after ``last_id``, then live ones, and None on each idle
+        beat; after a lost subscription comes back, the logged events it missed.
 
-        ``inbox`` is a listener registered before the call, so that no event published
-        between the replay and the live part is lost.
+        ``inbox`` is a listener whose channel Redis already delivers, so that no event
+        published between the replay and the live part is lost (the log has it, or the
+        inbox, or both: each event is sent once, in id order).
         """
         config = current_app.config
         if inbox is None:
-            inbox = broadcaster().listen(channel)
-        newest = (0, 0)
-        for message in events.missed_since(channel, last_id) if last_id else ():
+            hub = broadcaster()
+            inbox = hub.listen(channel)
+            hub.wait_subscribed(inbox, timeout=2)
+        newest = event_key(last_id)
+        for message in events.missed_since(channel, last_id):
             newest = event_key(message.id)
             yield message
         deadline = time.monotonic() + config["SSE_MAX_STREAM_SECONDS"]
         # A write to a closed client fails only on the second try (the first fills the socket
         # buffer and draws a reset), so beat twice per interval to release it within one.
         beat = config["SSE_HEARTBEAT_SECONDS"] / 2
-        while (remaining := deadline - time.monotonic()) > 0:
+        while (remaining := deadline - time.monotonic()) > 0 and not inbox.overflowed:
             try:
-                message = inbox.get(timeout=min(beat, remaining))
+                item = inbox.get(timeout=min(beat, remaining))
             except queue.Empty:
                 yield None
                 continue
-            if message is _CLOSED:
-                return
-            if message.id is None or event_key(message.id) > newest:
-                yield message
+            missed = [item]
+            if item is _RESYNC:
+                missed = events.missed_since(channel, "{}-{}".format(*newest))
+            for message in missed:
+                if message.id is None or event_key(message.id) > newest:
+                    newest = event_key(message.id) if message.id else newest
+                    yield message
 
     def stream(self):
         if not current_user.is_authenticated:
@@ -227,15 +333,22 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         # to the pool now, or a few dozen open streams would exhaust it.
         db.session.close()
         hub = broadcaster()
-        ready = hub.wait_ready(timeout=2)
-        # Listen before the first byte goes out: whatever is published after the client sees
-        # the response reaches it, even without a resume point.
-        inbox = hub.listen(channel) if ready else None
+        # Listen, and have Redis confirm the channel, before the first byte goes out: whatever
+        # is published after the client sees the response reaches it.
+        inbox = hub.listen(channel)
+        try:
+            subscribed = hub.wait_subscribed(inbox, timeout=2)
+            if subscribed and last_id is None:
+                last_id = events.latest_id(channel)  # only what comes from now on
+        except redis.RedisError:
+            subscribed = False
+        if not subscribed:
+            hub.leave(inbox)
 
         @stream_with_context
         def generate() -> Iterator[str]:
             yield f"retry: {RETRY_MS}\n\n"
-            if inbox is None:
+            if not subscribed:
                 return  # Redis is unreachable: end now; the browser retries after RETRY_MS
             try:
                 for message in self.messages(channel, last_id, inbox):
@@ -246,8 +359,8 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         response = current_app.response_class(generate(), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"
-        if inbox is not None:
-            response.call_on_close(lambda: hub.leave(channel, inbox))
+        if subscribed:
+            response.call_on_close(lambda: hub.leave(inbox))
         return response
 
 

@@ -39,9 +39,13 @@ def open_stream(gunicorn_server):
         reader.wait_for(lambda r: r.retry is not None, 10, "the retry hint")
         return reader
 
+    def close_all() -> None:
+        while readers:
+            readers.pop().close()
+
+    open_.close_all = close_all
     yield open_
-    for reader in readers:
-        reader.close()
+    close_all()
 
 
 def open_streams(gunicorn_server) -> int:
@@ -144,7 +148,7 @@ def test_streams_share_one_redis_connection_and_closed_ones_are_released(
     gunicorn_server, live_user, open_stream, redis_server
 ):
     # Given one stream open, so the process's shared subscription exists
-    _, name = live_user("alice")
+    user_id, name = live_user("alice")
     session = live_session(gunicorn_server, name)
     open_stream(session)
     # (the server is shared: streams other tests closed may still be on their way out)
@@ -159,8 +163,10 @@ def test_streams_share_one_redis_connection_and_closed_ones_are_released(
 
     # Then Redis sees no new connection for them
     assert client.info("clients")["connected_clients"] <= connections_before + 1
-    # (one subscriber: its two patterns are users' channels and the operators' one)
-    assert client.execute_command("PUBSUB", "NUMPAT") == 2
+    # (one subscriber, on this user's channel only, and no pattern)
+    channel = f"user.{user_id}"
+    assert client.pubsub_numsub(channel) == [(channel.encode(), 1)]
+    assert client.execute_command("PUBSUB", "NUMPAT") == 0
 
     # And when they close, the server lets go of them within about a heartbeat (1 s here)
     for reader in readers:
@@ -168,3 +174,31 @@ def test_streams_share_one_redis_connection_and_closed_ones_are_released(
     wait_until(
         lambda: open_streams(gunicorn_server) <= baseline, 5, "closed streams to be released"
     )
+    # And the last one closing unsubscribes the channel
+    open_stream.close_all()
+    wait_until(lambda: client.pubsub_numsub(channel) == [(channel.encode(), 0)], 5,
+               "the channel to be unsubscribed after its last stream")  # fmt: skip
+
+
+def test_streams_opening_while_their_users_events_pour_in_miss_nothing(
+    gunicorn_server, live_user, open_stream, publish, redis_server
+):
+    # Given five users who each saw a first event
+    users = [live_user(f"busy{i}") for i in range(5)]
+    seen = {user_id: publish(user_id, 0) for user_id, _ in users}
+    # When each opens a stream (its channel's first) while events pour in for all of them
+    publisher = threading.Thread(
+        target=lambda: [publish(user_id, n) for n in range(1, 60) for user_id, _ in users]
+    )
+    publisher.start()
+    readers = {
+        user_id: open_stream(live_session(gunicorn_server, name), last_event_id=seen[user_id])
+        for user_id, name in users
+    }
+    publisher.join()
+    # Then each stream gets every event after the one seen, once, in order: the log's ids
+    log = redis.Redis.from_url(redis_server.url)
+    for user_id, reader in readers.items():
+        received = reader.wait_for_events(59)
+        logged = [entry_id.decode() for entry_id, _ in log.xrange(f"events:user.{user_id}")]
+        assert [e["id"] for e in received] == logged[1:]

@@ -1,0 +1,80 @@
+"""The per-process broadcaster on a real Redis: channels subscribed as streams come and go,
+and a client that stops reading cannot grow memory."""
+
+import json
+
+import pytest
+import redis
+
+from microblog import metrics
+from microblog.services import wait_until
+from microblog.stream import Broadcaster
+
+
+@pytest.fixture
+def hubs(redis_server):
+    """Make broadcasters on the session's Redis; each is stopped after the test."""
+    made = []
+
+    def make(**options) -> Broadcaster:
+        made.append(Broadcaster(redis_server.url, **options))
+        return made[-1]
+
+    yield make
+    for hub in made:
+        hub.stop()
+
+
+@pytest.fixture
+def client(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+def subscribed_channels(client) -> set[bytes]:
+    return set(client.pubsub_channels("user.*"))
+
+
+def test_channels_come_and_go_with_their_streams_and_nothing_leaks(hubs, client):
+    hub = hubs()
+    assert hub.wait_ready(5)
+    # 1,000 streams open and close, a hundred at a time, over 50 users' channels
+    for round_ in range(10):
+        inboxes = [hub.listen(f"user.{(round_ * 100 + i) % 50}") for i in range(100)]
+        assert all(hub.wait_subscribed(inbox, 5) for inbox in inboxes)
+        assert hub.channel_count == 50 and hub.listener_count == 100
+        assert len(subscribed_channels(client)) == 50
+        for inbox in inboxes:
+            hub.leave(inbox)
+    # Then nothing is left: no listener, no channel, no subscription in Redis
+    assert hub.listener_count == 0 and hub.channel_count == 0
+    wait_until(lambda: subscribed_channels(client) == set(), 5, "the channels to be dropped")
+    assert hub._confirmed == {}
+
+
+def test_a_channel_stays_subscribed_while_any_of_its_streams_is_open(hubs, client):
+    hub = hubs()
+    first, second = hub.listen("user.7"), hub.listen("user.7")
+    assert hub.wait_subscribed(first, 5) and hub.wait_subscribed(second, 5)
+    hub.leave(first)
+    client.publish("user.7", json.dumps({"data": {"n": 1}, "type": "task.progress", "id": "1-1"}))
+    assert second.get(timeout=5).data == {"n": 1}
+    assert client.pubsub_numsub("user.7") == [(b"user.7", 1)]
+    hub.leave(second)
+    wait_until(lambda: client.pubsub_numsub("user.7") == [(b"user.7", 0)], 5, "unsubscribe")
+
+
+def test_a_client_that_stops_reading_is_closed_at_its_queue_limit(hubs, client):
+    hub = hubs(inbox_size=5)
+    stuck = hub.listen("user.9")
+    assert hub.wait_subscribed(stuck, 5)
+    before = metrics.STREAMS_OVERFLOWED._value.get()
+    for n in range(20):  # nobody reads
+        client.publish("user.9", json.dumps({"data": {"n": n}, "type": "task.progress",
+                                             "id": f"1-{n}"}))  # fmt: skip
+    wait_until(lambda: stuck.overflowed, 5, "the stuck stream to be closed")
+    assert stuck.qsize() == 5  # held no more than its limit
+    assert hub.listener_count == 0
+    assert metrics.STREAMS_OVERFLOWED._value.get() == before + 1
+    wait_until(lambda: client.pubsub_numsub("user.9") == [(b"user.9", 0)], 5, "unsubscribe")
