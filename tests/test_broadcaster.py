@@ -2,6 +2,7 @@
 and a client that stops reading cannot grow memory."""
 
 import json
+import os
 
 import pytest
 import redis
@@ -32,8 +33,17 @@ def client(redis_server):
     client.close()
 
 
+# Channels of this module's own: the session's Redis also serves other tests' gunicorn.
+PREFIX = f"user.hub{os.getpid()}"
+CHANNEL_7, CHANNEL_9 = f"{PREFIX}-7", f"{PREFIX}-9"
+
+
+def subscribers(client, channel: str) -> int:
+    return dict(client.pubsub_numsub(channel))[channel.encode()]
+
+
 def subscribed_channels(client) -> set[bytes]:
-    return set(client.pubsub_channels("user.*"))
+    return set(client.pubsub_channels(f"{PREFIX}-*"))
 
 
 def test_channels_come_and_go_with_their_streams_and_nothing_leaks(hubs, client):
@@ -41,7 +51,7 @@ def test_channels_come_and_go_with_their_streams_and_nothing_leaks(hubs, client)
     assert hub.wait_ready(5)
     # 1,000 streams open and close, a hundred at a time, over 50 users' channels
     for round_ in range(10):
-        inboxes = [hub.listen(f"user.{(round_ * 100 + i) % 50}") for i in range(100)]
+        inboxes = [hub.listen(f"{PREFIX}-{(round_ * 100 + i) % 50}") for i in range(100)]
         assert all(hub.wait_subscribed(inbox, 5) for inbox in inboxes)
         assert hub.channel_count == 50 and hub.listener_count == 100
         assert len(subscribed_channels(client)) == 50
@@ -55,26 +65,27 @@ def test_channels_come_and_go_with_their_streams_and_nothing_leaks(hubs, client)
 
 def test_a_channel_stays_subscribed_while_any_of_its_streams_is_open(hubs, client):
     hub = hubs()
-    first, second = hub.listen("user.7"), hub.listen("user.7")
+    first, second = hub.listen(CHANNEL_7), hub.listen(CHANNEL_7)
     assert hub.wait_subscribed(first, 5) and hub.wait_subscribed(second, 5)
     hub.leave(first)
-    client.publish("user.7", json.dumps({"data": {"n": 1}, "type": "task.progress", "id": "1-1"}))
+    message = {"data": {"n": 1}, "type": "task.progress", "id": "1-1"}
+    client.publish(CHANNEL_7, json.dumps(message))
     assert second.get(timeout=5).data == {"n": 1}
-    assert client.pubsub_numsub("user.7") == [(b"user.7", 1)]
+    assert subscribers(client, CHANNEL_7) == 1
     hub.leave(second)
-    wait_until(lambda: client.pubsub_numsub("user.7") == [(b"user.7", 0)], 5, "unsubscribe")
+    wait_until(lambda: subscribers(client, CHANNEL_7) == 0, 5, "the channel to be dropped")
 
 
 def test_a_client_that_stops_reading_is_closed_at_its_queue_limit(hubs, client):
     hub = hubs(inbox_size=5)
-    stuck = hub.listen("user.9")
+    stuck = hub.listen(CHANNEL_9)
     assert hub.wait_subscribed(stuck, 5)
     before = metrics.STREAMS_OVERFLOWED._value.get()
     for n in range(20):  # nobody reads
-        client.publish("user.9", json.dumps({"data": {"n": n}, "type": "task.progress",
+        client.publish(CHANNEL_9, json.dumps({"data": {"n": n}, "type": "task.progress",
                                              "id": f"1-{n}"}))  # fmt: skip
     wait_until(lambda: stuck.overflowed, 5, "the stuck stream to be closed")
     assert stuck.qsize() == 5  # held no more than its limit
     assert hub.listener_count == 0
     assert metrics.STREAMS_OVERFLOWED._value.get() == before + 1
-    wait_until(lambda: client.pubsub_numsub("user.9") == [(b"user.9", 0)], 5, "unsubscribe")
+    wait_until(lambda: subscribers(client, CHANNEL_9) == 0, 5, "the channel to be dropped")
