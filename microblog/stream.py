@@ -333,16 +333,17 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         # to the pool now, or a few dozen open streams would exhaust it.
         db.session.close()
         hub = broadcaster()
-        # Listen, and have Redis confirm the channel, before the first byte goes out: whatever
-        # is published after the client sees the response reaches it.
-        inbox = hub.listen(channel)
+        # The resume point first, then listen, and have Redis confirm the channel before the
+        # first byte goes out: whatever is published after the resume point reaches the
+        # client, from the log (until the channel is confirmed) or live (after).
         try:
-            subscribed = hub.wait_subscribed(inbox, timeout=2)
-            if subscribed and last_id is None:
+            if last_id is None:
                 last_id = events.latest_id(channel)  # only what comes from now on
+            inbox = hub.listen(channel)
+            subscribed = hub.wait_subscribed(inbox, timeout=2)
         except redis.RedisError:
-            subscribed = False
-        if not subscribed:
+            inbox, subscribed = None, False
+        if inbox is not None and not subscribed:
             hub.leave(inbox)
 
         @stream_with_context

@@ -48,16 +48,24 @@ def log_key(channel: str) -> str:
     return f"events:{channel}"
 
 
+POOL_SIZE = 20  # Redis connections per process for events, however many streams ask at once
+
+
 def redis_client() -> redis.Redis:
-    """Return the app's shared Redis client (one connection pool per process)."""
+    """Return the app's shared Redis client: one pool of at most ``POOL_SIZE`` connections
+    per process. A thousand streams opening at once (each reads the log) wait their turn
+    for a connection instead of opening a thousand."""
     client = current_app.extensions.get("microblog.redis")
     if client is None:
-        client = redis.Redis.from_url(
+        pool = redis.BlockingConnectionPool.from_url(
             current_app.config["REDIS_URL"],
+            max_connections=POOL_SIZE,
+            timeout=5,  # longest wait for a free connection
             socket_timeout=5,
             socket_connect_timeout=2,  # a page must not hang on an unreachable Redis
             health_check_interval=30,
         )
+        client = redis.Redis(connection_pool=pool)
         current_app.extensions["microblog.redis"] = client
     return client
 
