@@ -12,8 +12,9 @@ wsgi_app = "wsgi:app"
 bind = os.environ.get("MICROBLOG_BIND", "127.0.0.1:" + os.environ.get("PORT", "8000"))
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Concurrent connections per worker, open event streams included.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))
+# Concurrent connections per worker, open event streams included: ten thousand streams per
+# process (a stream costs about 40 KB and no Redis connection of its own).
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 # Streams end themselves well before this; it only bounds a wedged worker.
 timeout = 60
 graceful_timeout = 10
@@ -37,8 +38,29 @@ if _own_metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="microblog-metrics-")
 
 
+def _raise_open_files_limit(needed: int) -> None:
+    """Raise this process's open-files limit (inherited by the workers) to ``needed``, as far
+    as the hard limit allows: each connection is a file, and the default 1,024 would refuse
+    connections long before ``worker_connections``."""
+    import logging
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        logging.getLogger("gunicorn.error").warning(
+            "open files are limited to %d, fewer than WORKER_CONNECTIONS (%d) needs; raise the "
+            "hard limit (ulimit -Hn, or the container's nofile ulimit)",
+            hard,
+            needed,
+        )
+
+
 def on_starting(server) -> None:
     """Start counting from zero: samples of a previous server's processes are not ours."""
+    _raise_open_files_limit(worker_connections + 256)  # listening socket, logs, Redis, database
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
