@@ -166,7 +166,10 @@ class Broadcaster:
             self._stop.wait(delay * random.uniform(0.5, 1.5))
 
     def _consume(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_keepalive=True)
+        # Reads wait in get_message; the timeouts bound a connect or a ping to a dead host.
+        client = redis.Redis.from_url(
+            self.redis_url, socket_keepalive=True, socket_connect_timeout=5, socket_timeout=60
+        )
         pubsub = client.pubsub()
         try:
             client.ping()  # fail here, not on the first subscription, if Redis is away

@@ -85,6 +85,9 @@ def app(app_config, redis_server) -> Iterator[Flask]:
     redis.Redis.from_url(redis_server.url).flushall()  # no messages left by other tests
     app = create_app(app_config)
     yield app
+    hub = app.extensions.get("microblog.broadcaster")
+    if hub is not None:  # a stream was served in this process: its thread would outlive us
+        hub.stop()
     with app.app_context():
         db.engine.dispose()
 
