@@ -287,9 +287,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
     def redis(self) -> redis.Redis:
         return events.redis_client()  # one pool per process, not a client per publish
 
-    def messages(
-        self, channel: str = "sse", last_id: str = "0", inbox: Inbox | None = None
-    ) -> Iterator[Message | None]:
+    def messages(self, channel: str, last_id: str, inbox: Inbox) -> Iterator[Message | None]:
         """Yield the logged events after ``last_id``, then live ones, and None on each idle
         beat; after a lost subscription comes back, the logged events it missed.
 
@@ -298,10 +296,6 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         inbox, or both: each event is sent once, in id order).
         """
         config = current_app.config
-        if inbox is None:
-            hub = broadcaster()
-            inbox = hub.listen(channel)
-            hub.wait_subscribed(inbox, timeout=2)
         newest = event_key(last_id)
         for message in events.missed_since(channel, last_id):
             newest = event_key(message.id)

@@ -6,21 +6,17 @@ from urllib.parse import quote
 from flask import (
     Blueprint,
     Response,
-    flash,
-    redirect,
     render_template,
     stream_with_context,
     url_for,
 )
 from flask_login import current_user, login_required
 
-from microblog.errors import wants_json
 from microblog.exports.jobs import export_posts
 from microblog.exports.models import Archive, archive_chunks
 from microblog.extensions import db
-from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive, launch
 from microblog.jobs.models import TaskStatus
-from microblog.jobs.views import own_task_or_404
+from microblog.jobs.views import own_task_or_404, start_and_answer
 
 bp = Blueprint("exports", __name__, url_prefix="/exports")
 
@@ -29,22 +25,13 @@ bp = Blueprint("exports", __name__, url_prefix="/exports")
 @login_required
 def start():
     """Start an export; answer JSON to scripts and redirect browsers without JavaScript."""
-    try:
-        task = launch(export_posts, current_user.id)
-    except TaskAlreadyActive:
-        status, level = 409, "warning"
-        message = "An export of your posts is already in progress."
-    except QueueUnavailable:
-        status, level = 503, "danger"
-        message = "The export could not start: the job queue is unreachable. Please try again."
-    else:
-        status, level = 202, "info"
-        message = "Your export has started. We will email you when it is ready."
-    if wants_json():
-        task_id = task.id if status == 202 else None
-        return {"message": message, "level": level, "task_id": task_id}, status
-    flash(message, level)
-    return redirect(url_for("posts.user", username=current_user.username), 303)
+    return start_and_answer(
+        export_posts,
+        started="Your export has started. We will email you when it is ready.",
+        busy="An export of your posts is already in progress.",
+        unavailable="The export could not start: the job queue is unreachable. Please try again.",
+        back=url_for("posts.user", username=current_user.username),
+    )
 
 
 @bp.route("/<task_id>/download")

@@ -10,12 +10,10 @@ rolled back. The one thing a cancel cannot undo is an email whose SMTP conversat
 already begun.
 """
 
-from sqlalchemy import update
-
 from microblog.extensions import db
 from microblog.jobs import events, registry
 from microblog.jobs.launch import launch
-from microblog.jobs.models import ACTIVE_STATUSES, RETRYABLE_STATUSES, Task, TaskStatus
+from microblog.jobs.models import RETRYABLE_STATUSES, Task, TaskStatus, end_if_active
 from microblog.jobs.progress import announce, announce_finished
 from microblog.models import utcnow
 
@@ -37,16 +35,7 @@ def cancel(task: Task) -> None:
 
     :raise NotCancellable: it had ended already (perhaps a moment ago).
     """
-    now = utcnow()
-    cancelled = db.session.scalar(
-        update(Task)
-        .where(Task.id == task.id, Task.status.in_(ACTIVE_STATUSES))
-        .values(status=TaskStatus.CANCELLED, finished_at=now, updated_at=now, error=None)
-        .returning(Task.id)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-    if cancelled is None:
+    if not end_if_active(task.id, TaskStatus.CANCELLED, error=None):
         raise NotCancellable(task.id)
     db.session.refresh(task)
     announce_finished(task)

@@ -6,7 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, bindparam, select, tuple_
+from sqlalchemy import (
+    JSON,
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    bindparam,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from microblog.auth.models import User
@@ -98,6 +109,21 @@ class Task(db.Model):
     def _ensure_not_final(self) -> None:
         if not self.is_active:
             raise FinalStateError(f"task {self.id} is already {self.status}")
+
+
+def end_if_active(task_id: str, status: TaskStatus, **values: Any) -> bool:
+    """Move a queued or running task to a final ``status`` (with ``values``) in one
+    conditional UPDATE, and commit; return False if it had already ended, and leave it so."""
+    now = utcnow()
+    ended = db.session.scalar(
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_(ACTIVE_STATUSES))
+        .values(status=status, finished_at=now, updated_at=now, **values)
+        .returning(Task.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return ended is not None
 
 
 def percentage(done: int, total: int | None) -> int:

@@ -23,7 +23,7 @@ from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import CurrentMessage, Middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 from flask import Flask
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from microblog import metrics
@@ -31,7 +31,7 @@ from microblog.extensions import db
 from microblog.jobs import broker as glue
 from microblog.jobs import events, registry
 from microblog.jobs.attempts import Attempt, AttemptSuperseded, hold, start_attempt
-from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
+from microblog.jobs.models import Task, TaskStatus, end_if_active
 from microblog.jobs.progress import ProgressReporter, announce, announce_finished
 from microblog.jobs.registry import JobType
 from microblog.models import utcnow
@@ -271,20 +271,13 @@ class UnknownJobTypes(Middleware):
 
 def fail_unknown_job(task_id: str, name: str) -> None:
     """Fail a still active task whose job type this process does not know; commit, announce."""
-    now = utcnow()
     detail = (
         f"worker {socket.gethostname()}:{os.getpid()} does not know the job type {name!r}: "
         "its JOB_MODULES lack it (workers older or newer than the web processes?)"
     )
-    failed = db.session.scalar(
-        update(Task)
-        .where(Task.id == task_id, Task.status.in_(ACTIVE_STATUSES))
-        .values(status=TaskStatus.FAILED, error=UNKNOWN_JOB_TYPE, failure_detail=detail,
-                finished_at=now, updated_at=now)
-        .returning(Task.id)
-        .execution_options(synchronize_session=False)
-    )  # fmt: skip
-    db.session.commit()
-    if failed is not None:
+    failed = end_if_active(
+        task_id, TaskStatus.FAILED, error=UNKNOWN_JOB_TYPE, failure_detail=detail
+    )
+    if failed:
         log.warning("task %s failed at once: %s", task_id, detail)
         announce_finished(db.session.get(Task, task_id))

@@ -3,6 +3,7 @@
 import re
 from datetime import timedelta
 
+import dramatiq
 from flask import Blueprint, abort, flash, has_request_context, jsonify, redirect, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from microblog.stream import stream_url
 bp = Blueprint("jobs", __name__, url_prefix="/tasks")
 
 RECENT = timedelta(hours=1)
+QUEUE_UNAVAILABLE = "The job queue is unreachable. Please try again."
 _TASK_ID = re.compile(r"[0-9a-f]{32}")  # what new_task_id makes
 
 
@@ -50,13 +52,27 @@ def show(task_id: str):
 def start(name: str):
     """Start a job of the signed-in user (any job type of the app's ``JOB_MODULES``)."""
     job_type = job_types().get(name) or abort(404)
+    description = job_type.description
+    return start_and_answer(
+        job_type.actor, f"{description}: started.", f"{description}: already under way."
+    )
+
+
+def start_and_answer(
+    actor: dramatiq.Actor,
+    started: str,
+    busy: str,
+    unavailable: str = QUEUE_UNAVAILABLE,
+    back: str | None = None,
+):
+    """Start a job of the signed-in user and say how that went (202, 409 or 503)."""
     try:
-        task = launch(job_type.actor, current_user.id)
+        task = launch(actor, current_user.id)
     except TaskAlreadyActive:
-        return answer(None, 409, "warning", f"{job_type.description}: already under way.")
+        return answer(None, 409, "warning", busy, back)
     except QueueUnavailable:
-        return answer(None, 503, "danger", "The job queue is unreachable. Please try again.")
-    return answer(task, 202, "info", f"{job_type.description}: started.")
+        return answer(None, 503, "danger", unavailable, back)
+    return answer(task, 202, "info", started, back)
 
 
 @bp.route("/<task_id>/cancel", methods=["POST"])
@@ -89,7 +105,7 @@ def retry_and_answer(task: Task):
     except TaskAlreadyActive:
         return answer(task, 409, "warning", "That job is already running.")
     except QueueUnavailable:
-        return answer(task, 503, "danger", "The job queue is unreachable. Please try again.")
+        return answer(task, 503, "danger", QUEUE_UNAVAILABLE)
     return answer(task, 202, "info", f"{task.description}: started again.")
 
 
@@ -104,17 +120,17 @@ def dismiss(task_id: str):
     return answer(task, 200, "info", "Closed.")
 
 
-def answer(task: Task | None, status: int, level: str, message: str):
+def answer(task: Task | None, status: int, level: str, message: str, back: str | None = None):
     """Answer a script with JSON, a browser with a flash and a redirect to where it was (the
-    form's ``next``)."""
+    form's ``next``, else ``back``, else the home page)."""
     if wants_json():
         return {"message": message, "level": level, "task_id": task and task.id}, status
     flash(message, level)
-    back = request.form.get("next", "")
+    target = request.form.get("next", "")
     # Only a path of this site: never "//host" or "/\\host", which browsers treat as a host.
-    if not (back.startswith("/") and back[1:2] not in ("/", "\\")):
-        back = url_for("posts.index")
-    return redirect(back, 303)
+    if not (target.startswith("/") and target[1:2] not in ("/", "\\")):
+        target = back or url_for("posts.index")
+    return redirect(target, 303)
 
 
 @bp.app_context_processor
