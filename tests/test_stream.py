@@ -5,6 +5,7 @@ import threading
 import pytest
 import redis
 import requests
+from redis.crc import key_slot
 
 from microblog.jobs import events
 from microblog.services import wait_until
@@ -99,7 +100,9 @@ def test_last_event_id_replays_missed_events_then_continues_live_without_gaps_or
 
     # Then it gets every event after the one it saw, once each, in order
     received = reader.wait_for_events(149)
-    logged = redis.Redis.from_url(redis_server.url).xrange(f"events:user.{user_id}")
+    logged = redis.Redis.from_url(redis_server.url).xrange(
+        events.log_key(events.channel_for(user_id))
+    )
     assert [e["id"] for e in received] == [entry_id.decode() for entry_id, _ in logged[1:]]
     assert [e["data"]["n"] for e in received] == list(range(1, 150))
 
@@ -200,5 +203,18 @@ def test_streams_opening_while_their_users_events_pour_in_miss_nothing(
     log = redis.Redis.from_url(redis_server.url)
     for user_id, reader in readers.items():
         received = reader.wait_for_events(59)
-        logged = [entry_id.decode() for entry_id, _ in log.xrange(f"events:user.{user_id}")]
+        logged = [
+            entry_id.decode()
+            for entry_id, _ in log.xrange(events.log_key(events.channel_for(user_id)))
+        ]
         assert [e["id"] for e in received] == logged[1:]
+
+
+@pytest.mark.parametrize(
+    "channel", [events.channel_for(42), events.channel_for(10**12), events.OPERATORS]
+)
+def test_a_channel_and_its_log_share_a_redis_cluster_slot(channel):
+    # One script appends to the log and publishes on the channel: on a Redis Cluster (and for
+    # its sharded pub/sub) both must map to one slot, which the log's hash tag ensures.
+    assert key_slot(events.log_key(channel).encode()) == key_slot(channel.encode())
+    assert "{" not in channel  # a channel's name is hashed whole

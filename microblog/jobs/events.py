@@ -1,8 +1,13 @@
 """Task events: one private channel per user, ids that increase, and a log to replay.
 
-Each event is appended to a capped Redis Stream ``events:user.<id>`` and published on the
+Each event is appended to a capped Redis Stream ``events:{user.<id>}`` and published on the
 pub/sub channel ``user.<id>`` in one Lua script, so the log order, the publish order and the
 event ids (the stream's entry ids) always agree. Messages keep flask-sse's wire format.
+
+The log's hash tag is its channel's name, so on a Redis Cluster a channel and its log map to
+the same slot (a name without braces is hashed whole). That keeps the way open to sharded
+pub/sub (``SPUBLISH``/``SSUBSCRIBE``, which has no pattern form): each script would touch one
+node, the one its channel's listeners read from.
 
 A copy of every event, with its ``user_id``, goes the same way on the operators' channel
 ``operators`` (its own log, its own ids), which only the admin page listens to. It is a second
@@ -45,7 +50,8 @@ def channel_for(user_id: int) -> str:
 
 
 def log_key(channel: str) -> str:
-    return f"events:{channel}"
+    """Return the key of ``channel``'s event log, in the same Redis Cluster slot."""
+    return f"events:{{{channel}}}"
 
 
 POOL_SIZE = 20  # Redis connections per process for events, however many streams ask at once
