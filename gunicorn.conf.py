@@ -13,8 +13,9 @@ bind = os.environ.get("MICROBLOG_BIND", "127.0.0.1:" + os.environ.get("PORT", "8
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Concurrent connections per worker, open event streams included: ten thousand streams per
-# process (a stream costs about 40 KB and no Redis connection of its own).
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
+# process (a stream costs about 40 KB and no Redis connection of its own) and room beside them
+# for page requests, which a worker with every slot held by a stream would not accept.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "12000"))
 # Streams end themselves well before this; it only bounds a wedged worker.
 timeout = 60
 graceful_timeout = 10
@@ -81,15 +82,16 @@ def on_exit(server) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Move the loaded app's objects out of the garbage collector's sight.
+    """Keep garbage-collection pauses short however many streams are open.
 
-    With a thousand open streams, a full collection that also walks every module, route and
-    template object pauses all of them at once; frozen objects are never scanned again.
+    A full collection pauses every stream of the process while it walks every object it
+    tracks: the loaded app's, frozen here once, and each open stream's, frozen every
+    ``GC_FREEZE_SECONDS`` (0: never) by :mod:`microblog.collector`.
     """
-    import gc
+    from microblog import collector, stream
 
-    gc.collect()
-    gc.freeze()
+    interval = float(os.environ.get("GC_FREEZE_SECONDS", "1"))
+    collector.start(lambda: stream.open_streams(worker.wsgi), interval)
 
 
 def post_request(worker, req, environ, resp) -> None:

@@ -68,6 +68,12 @@ STREAMS_OVERFLOWED = Counter(
 EVENTS_DELIVERED = Counter(
     "microblog_sse_events_delivered_total", "Events handed to open event streams."
 )
+# Against the events published, how many copies Redis sends to web processes: about one per
+# event when each process subscribes only its own streams' channels.
+EVENTS_RECEIVED = Counter(
+    "microblog_sse_events_received_total",
+    "Events web processes received from Redis, whether or not a stream there wanted them.",
+)
 
 
 def task_ended(task: Task) -> None:

@@ -231,6 +231,7 @@ class Broadcaster:
                     self._put(inbox, _RESYNC)
 
     def _deliver(self, channel: str, data: bytes) -> None:
+        metrics.EVENTS_RECEIVED.inc()
         with self._lock:
             inboxes = list(self._listeners.get(channel, ()))
         if not inboxes:
@@ -378,14 +379,15 @@ def stream_url(channel: str | None = None, endpoint: str = "events.stream") -> s
     return url_for(endpoint, last_event_id=last_id)
 
 
-def _hub() -> Broadcaster | None:
-    hub = current_app.extensions.get("microblog.broadcaster")
+def _hub(app: Flask | None = None) -> Broadcaster | None:
+    hub = (app or current_app).extensions.get("microblog.broadcaster")
     return hub if hub is not None and hub._pid == os.getpid() else None
 
 
-def open_streams() -> int:
-    """Return how many streams this process is serving."""
-    hub = _hub()
+def open_streams(app: Flask | None = None) -> int:
+    """Return how many streams this process is serving (for ``app``, by default the current
+    one)."""
+    hub = _hub(app)
     return hub.listener_count if hub is not None else 0
 
 
