@@ -48,6 +48,7 @@ lock: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.export_bench
 	$(BIN)/python -m bench.sse_bench
+	$(BIN)/python -m bench.sse_scale_bench
 	$(BIN)/python -m bench.recovery_bench
 	$(BIN)/python -m bench.pages_bench
 	$(BIN)/python -m bench.tasks_bench
