@@ -6,6 +6,8 @@ does exactly that with the current stream code around it, so the benchmark compa
 subscriptions.
 """
 
+import queue
+
 from microblog import create_app, stream
 
 PATTERN = "user.*"
@@ -22,7 +24,7 @@ class PatternBroadcaster(stream.Broadcaster):
         while True:
             try:
                 channel = self._requests.get_nowait()
-            except stream.queue.Empty:
+            except queue.Empty:
                 return
             with self._lock:
                 if channel not in self._listeners:

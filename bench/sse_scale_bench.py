@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 
 import psutil
 import redis
+import requests
 from flask_login.utils import _create_identifier
 
 from bench.common import ROOT, scratch_dir
 from microblog import create_app
 from microblog.auth.models import User
-from microblog.auth.sessions import SignIn, _hash
+from microblog.auth.sessions import open_sign_in
 from microblog.extensions import db
 from microblog.jobs import events
 from microblog.services import RedisServer, free_port, wait_until
@@ -107,10 +108,9 @@ class Site:
             with app.test_request_context(environ_base={"REMOTE_ADDR": "127.0.0.1"}):
                 identifier = _create_identifier()  # this client's, as Flask-Login computes it
             for user in people:
-                token = secrets.token_urlsafe(32)
-                db.session.add(SignIn(token_hash=_hash(token), user_id=user.id))
+                open_sign_in(user)
                 # What Flask-Login puts in the session cookie at sign-in.
-                session = {"_user_id": token, "_fresh": True, "_id": identifier}
+                session = {"_user_id": user.get_id(), "_fresh": True, "_id": identifier}
                 self.cookies[user.id] = f"session={signer.dumps(session)}"
             db.session.commit()
         self.user_ids = sorted(self.cookies)
@@ -144,14 +144,9 @@ class Web:
              "/dev/null", DESIGNS[design][0]],
             cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        wait_until(lambda: self._workers() == processes and self._answers(), 60, "gunicorn")
-
-    def _workers(self) -> int:
-        return len(psutil.Process(self.process.pid).children())
+        wait_until(lambda: len(self.workers()) == processes and self._answers(), 60, "gunicorn")
 
     def _answers(self) -> bool:
-        import requests
-
         try:
             return requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).ok
         except requests.RequestException:
@@ -163,8 +158,6 @@ class Web:
     def scrape(self) -> dict[str, float]:
         """Read this gunicorn's own /metrics (all its processes): events received from Redis,
         full collections and their total pause, pauses over 100 ms."""
-        import requests
-
         text = requests.get(
             f"http://127.0.0.1:{self.port}/metrics",
             headers={"Authorization": f"Bearer {self.metrics_token}"},
@@ -237,9 +230,8 @@ async def stream(port: int, cookie: str, receipts: Receipts, opened: asyncio.Fut
 
 
 async def open_streams(port: int, cookies: list[str], receipts: Receipts) -> list[asyncio.Task]:
-    tasks = []
+    tasks, loop = [], asyncio.get_running_loop()
     for start in range(0, len(cookies), 250):
-        loop = asyncio.get_running_loop()
         opened = [loop.create_future() for _ in cookies[start : start + 250]]
         for cookie, future in zip(cookies[start : start + 250], opened, strict=True):
             tasks.append(asyncio.create_task(stream(port, cookie, receipts, future)))

@@ -94,33 +94,28 @@ class Collector:
             except Exception:  # never let tuning end the process's collections
                 log.exception("garbage collection tuning failed")
 
-    def tick(self, check: bool = False) -> None:
-        """Freeze what is alive now; every ``CHECK_SECONDS`` (or if ``check``), unfreeze and
-        collect everything if frozen garbage has piled up."""
-        if check or time.monotonic() >= self._next_check:
-            self._next_check = time.monotonic() + CHECK_SECONDS
-            explained = self._base + OBJECTS_PER_STREAM * self.open_streams()
-            if gc.get_freeze_count() > self.slack * explained:
-                self.reclaim()
+    def tick(self) -> None:
+        """Freeze what is alive now, after a check for frozen garbage when one is due."""
+        if time.monotonic() >= self._next_check:
+            self.check()
         gc.freeze()
 
-    def reclaim(self) -> None:
-        frozen = gc.get_freeze_count()
-        gc.unfreeze()
-        gc.collect()
-        self.reclaims += 1
-        log.info("reclaimed frozen garbage: %d objects were frozen", frozen)
+    def check(self) -> None:
+        """Unfreeze and collect everything if the frozen objects are more than the open
+        streams explain, ``slack`` times over."""
+        self._next_check = time.monotonic() + CHECK_SECONDS
+        frozen = gc.get_freeze_count()  # a walk of every frozen object: not at every tick
+        if frozen > self.slack * (self._base + OBJECTS_PER_STREAM * self.open_streams()):
+            gc.unfreeze()
+            gc.collect()
+            self.reclaims += 1
+            log.info("reclaimed frozen garbage: %d objects were frozen", frozen)
 
 
-_collector: Collector | None = None
-
-
-def start(open_streams: Callable[[], int], interval: float) -> None:
+def start(open_streams: Callable[[], int], interval: float) -> Collector | None:
     """Time collections in this process, freeze the loaded app and, if ``interval`` > 0,
     keep streams' objects out of full collections (see the module's description)."""
-    global _collector
     gc.callbacks.append(PauseTimer())
     gc.collect()
     gc.freeze()  # modules, routes, templates: alive as long as the process
-    if interval > 0:
-        _collector = Collector(open_streams, interval).start()
+    return Collector(open_streams, interval).start() if interval > 0 else None

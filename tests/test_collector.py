@@ -46,14 +46,14 @@ def test_frozen_garbage_is_reclaimed_once_the_open_streams_do_not_explain_it(fro
     del leaked  # now garbage among the frozen objects
 
     # While a million streams would explain that many frozen objects, nothing is collected
-    tuner.tick(check=True)
+    tuner.check()
     assert all(ref() is not None for ref in refs) and tuner.reclaims == 0
 
     # Once they are gone, the frozen set is far more than they explain: unfreeze and collect
     streams = 0
     tuner.tick()  # between checks: nothing yet
     assert tuner.reclaims == 0
-    tuner.tick(check=True)
+    tuner.check()
     assert tuner.reclaims == 1
     assert all(ref() is None for ref in refs)
 
