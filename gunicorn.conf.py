@@ -26,6 +26,9 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # Behind a proxy, trust its X-Forwarded-* headers only from the addresses given.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# The app is served at the root: no proxy may move it (a SCRIPT_NAME header from a client on
+# a trusted address was a server error that echoed the header back).
+forwarder_headers = ""
 # gunicorn's control socket (for `gunicornc`) defaults to one fixed path per user, which two
 # servers on one machine would fight over: off unless a path of its own is given.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")

@@ -11,7 +11,7 @@ from flask import Flask
 # which would open every worker's log with a dozen lines of noise.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-from microblog import config, errors, security, stream, throttle  # noqa: E402
+from microblog import config, errors, security, stream, throttle, urls, wire  # noqa: E402
 from microblog.extensions import (  # noqa: E402
     bootstrap,
     csrf,
@@ -28,6 +28,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     config.load(app, test_config)
     configure_logging(app)
+    wire.init_app(app)  # before the extensions: their hooks read cookies and bodies
     register_extensions(app)
     throttle.init_app(app)
     register_blueprints(app)
@@ -36,6 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     register_commands(app)
+    app.add_template_global(urls.here)  # forms come back to this page, when that is safe
     return app
 
 
@@ -71,8 +73,10 @@ def register_blueprints(app: Flask) -> None:
     from microblog.metrics import bp as metrics_bp
     from microblog.posts.views import bp as posts_bp
 
-    for blueprint in (auth_bp, posts_bp, jobs_bp, exports_bp, health_bp, admin_bp, metrics_bp):
+    for blueprint in (auth_bp, posts_bp, jobs_bp, exports_bp, health_bp, admin_bp):
         app.register_blueprint(blueprint)
+    if app.config["METRICS_TOKEN"]:  # otherwise no such page, whatever the method
+        app.register_blueprint(metrics_bp)
 
 
 def register_commands(app: Flask) -> None:

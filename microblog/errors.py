@@ -46,10 +46,17 @@ def handle_too_large(error: HTTPException):
     return handle_http_error(error)
 
 
+PLAIN_500 = "Something went wrong on our side. Please try again in a moment.\n"
+
+
 def handle_unexpected_error(error: Exception):
     """Log the crash and show the 500 page; never leak the traceback."""
     current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
-    return handle_http_error(InternalServerError())
+    try:
+        return handle_http_error(InternalServerError())
+    except Exception:  # the page itself failed (it reads the session): answer plainly
+        current_app.logger.exception("The error page failed too")
+        return current_app.response_class(PLAIN_500, 500, mimetype="text/plain")
 
 
 def handle_unauthorized():

@@ -66,7 +66,10 @@ def check_mail() -> str:
             relay.close()
         return "ok"
     except (smtplib.SMTPException, OSError) as error:
-        return f"error: {type(error).__name__}"
+        # Say which relay and why: "Connection refused", "timed out", an SMTP reply.
+        config = current_app.config
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        return f"error: {config['MAIL_SERVER']}:{config['MAIL_PORT']}: {reason}"
 
 
 @bp.route("/readyz")

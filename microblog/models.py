@@ -4,6 +4,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+LONGEST_DURATION = timedelta(days=100 * 365)  # "older than" this reaches back before 1926
+DURATION_HINT = "a duration like 90s, 30m, 12h or 7d (at most 100 years)"
 
 
 def utcnow() -> datetime:
@@ -12,11 +14,13 @@ def utcnow() -> datetime:
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """Return the span ``text`` writes like ``90s``, ``30m``, ``12h`` or ``7d``, else None."""
-    match = re.fullmatch(r"(\d{1,6})([smhd])", text.strip())
+    """Return the span ``text`` writes like ``90s``, ``30m``, ``12h`` or ``7d``, else None;
+    None too past ``LONGEST_DURATION``, so that now minus it is always a date."""
+    match = re.fullmatch(r"([0-9]{1,6})([smhd])", text.strip())
     if not match:
         return None
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    return duration if duration <= LONGEST_DURATION else None
 
 
 def age(moment: datetime | None, now: datetime) -> str:

@@ -6,6 +6,10 @@ from typing import Any
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
+# The largest value an Integer column (every id here) holds: PostgreSQL's is 32-bit. A number
+# taken from a request and compared with such a column must be checked against it first.
+INTEGER_MAX = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator):
     """A timestamp stored in UTC and always read back as an aware datetime.

@@ -178,6 +178,8 @@ class LiveStacks:
             "SECRET_KEY": "live-test",
             "PYTHONUNBUFFERED": "1",
             "METRICS_TOKEN": LIVE_METRICS_TOKEN,
+            # Every live test signs in from 127.0.0.1; the per-account limit still holds.
+            "LOGIN_LIMIT_PER_ADDRESS": "10000 per minute",
             # Workers serve metrics on a port of their own: any free one, in this session's
             # directory, so that parallel workers never fight over one.
             "dramatiq_prom_port": "0",

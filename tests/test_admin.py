@@ -79,7 +79,10 @@ def test_admins_see_everyones_tasks_filtered(app, client, auth, runner, make_use
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("?older_than=3+weeks", "Older than: write a duration like 90s, 30m, 12h or 7d."),
+        (
+            "?older_than=3+weeks",
+            "Older than: write a duration like 90s, 30m, 12h or 7d (at most 100 years).",
+        ),
         ("?status=lost", "Status: not a task status."),
         ("?user=nobody", "User: there is no user &#39;nobody&#39;."),
     ],

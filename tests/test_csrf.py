@@ -93,3 +93,28 @@ def test_starting_a_job_or_acting_as_an_admin_without_a_token_changes_nothing(
     assert client.post(f"/admin/tasks/{task_id}/cancel").status_code == 400
     with app.app_context():
         assert db.session.get(Task, task_id).status == "queued"
+
+
+def sign_in(client, make_user, username: str) -> None:
+    make_user(username)
+    token = token_from(client, "/auth/login")
+    form = {"username": username, "password": "correct-horse-9", "csrf_token": token}
+    assert client.post("/auth/login", data=form).status_code == 302
+
+
+@pytest.mark.parametrize("action", ["cancel", "retry"])
+def test_an_admin_action_is_404_before_its_csrf_check_for_anyone_but_admins(
+    client, make_user, action
+):
+    path = f"/admin/tasks/{'0' * 32}/{action}"
+    assert client.post(path).status_code == 404  # signed out
+    sign_in(client, make_user, "alice")
+    assert client.post(path).status_code == 404  # not an admin: as if no such page
+
+
+def test_an_admins_action_without_a_token_is_refused(client, make_user, runner):
+    sign_in(client, make_user, "root")
+    assert runner.invoke(args=["users", "grant-admin", "root"]).exit_code == 0
+    response = client.post(f"/admin/tasks/{'0' * 32}/cancel")
+    assert response.status_code == 400
+    assert "security token" in response.get_data(as_text=True)

@@ -4,7 +4,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from microblog import create_app
 from microblog.exports.jobs import export_posts
+from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.services import free_port, wait_until
 from tests.conftest import LIVE_METRICS_TOKEN, live_session, running_worker
@@ -27,9 +29,12 @@ def value(page: dict, name: str, **labels) -> float:
 
 
 @pytest.fixture
-def scrape(app, client):
-    app.config["METRICS_TOKEN"] = TOKEN
+def app_config(app_config):
+    return {**app_config, "METRICS_TOKEN": TOKEN}
 
+
+@pytest.fixture
+def scrape(app, client):
     def scrape_() -> dict:
         response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
         assert response.status_code == 200, response.text
@@ -39,12 +44,17 @@ def scrape(app, client):
     return scrape_
 
 
-def test_metrics_do_not_exist_without_a_token(client):
-    assert client.get("/metrics").status_code == 404
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "POST"])
+def test_metrics_do_not_exist_without_a_token(app_config, method):
+    app = create_app({**app_config, "METRICS_TOKEN": ""})
+    try:
+        assert app.test_client().open("/metrics", method=method).status_code == 404
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
-def test_metrics_need_the_bearer_token(app, client):
-    app.config["METRICS_TOKEN"] = TOKEN
+def test_metrics_need_the_bearer_token(client):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
         response = client.get("/metrics", headers=headers)
         assert response.status_code == 401

@@ -12,25 +12,32 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from flask_login import current_user
 
 from microblog.auth.models import find_user
+from microblog.extensions import csrf
 from microblog.jobs import events
 from microblog.jobs.broker import live_workers, queue_stats, unknown_job_types
 from microblog.jobs.models import TaskFilter, TaskStatus, find_tasks
 from microblog.jobs.registry import job_types
 from microblog.jobs.views import cancel_and_answer, retry_and_answer, task_or_404
-from microblog.models import age, parse_duration, utcnow
+from microblog.models import DURATION_HINT, age, parse_duration, utcnow
 from microblog.stream import sse, stream_url
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+csrf.exempt(bp)  # checked by admins_only, after the role
 
 PAGE_SIZE = 50
+TASK_NAME_LENGTH = 64  # Task.name's column
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR = re.compile(r"([0-9]{1,17})\.([0-9a-f]{32})")  # "<µs since the epoch>.<task id>"
 
 
 @bp.before_request
 def admins_only() -> None:
+    """Answer 404 to everyone else, before anything else can tell that the page exists (the
+    blueprint is exempt from the app-wide CSRF check, which would answer 400 first)."""
     if not (current_user.is_authenticated and current_user.is_admin):
         abort(404)
+    if request.method == "POST" and current_app.config["WTF_CSRF_ENABLED"]:
+        csrf.protect()
 
 
 @bp.route("/tasks")
@@ -85,7 +92,7 @@ def _filter_from(args) -> tuple[TaskFilter, tuple[datetime, str] | None, list[st
     if older_than := args.get("older_than", "").strip():
         duration = parse_duration(older_than)
         if duration is None:
-            errors.append("Older than: write a duration like 90s, 30m, 12h or 7d.")
+            errors.append(f"Older than: write {DURATION_HINT}.")
         else:
             created_before = utcnow() - duration
     before = None
@@ -95,6 +102,8 @@ def _filter_from(args) -> tuple[TaskFilter, tuple[datetime, str] | None, list[st
             abort(404, "There is no such page.")
         before = (EPOCH + timedelta(microseconds=int(match.group(1))), match.group(2))
     name = args.get("type", "").strip() or None
+    if name is not None and not (len(name) <= TASK_NAME_LENGTH and name.isprintable()):
+        errors.append("Type: not a job type.")
     return TaskFilter(statuses, user_id, name, created_before), before, errors
 
 
@@ -111,4 +120,4 @@ def retry(task_id: str):
 @bp.route("/stream")
 def stream():
     """Every user's task events (the operators' channel), for the tasks page."""
-    return sse.open_stream(events.OPERATORS)
+    return sse.open_stream(events.OPERATORS, role=lambda user: user.is_admin)

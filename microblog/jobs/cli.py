@@ -18,7 +18,7 @@ from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
 from microblog.jobs.models import Task, TaskFilter, TaskStatus, find_tasks
 from microblog.jobs.reaper import run_pass
 from microblog.jobs.recording import Recording, replay
-from microblog.models import age, parse_duration, utcnow
+from microblog.models import DURATION_HINT, age, parse_duration, utcnow
 
 
 class Duration(click.ParamType):
@@ -31,7 +31,11 @@ class Duration(click.ParamType):
             return value
         duration = parse_duration(value)
         if duration is None:
-            self.fail(f"{value!r} is not a duration like 90s, 30m, 12h or 7d", param, ctx)
+            self.fail(
+                f"{value!r} is not {DURATION_HINT}",
+                param,
+                ctx,
+            )
         return duration
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, aliased, mapped_column, relationship
 from microblog.auth.models import User, followers
 from microblog.extensions import db
 from microblog.models import utcnow
-from microblog.types import UTCDateTime
+from microblog.types import INTEGER_MAX, UTCDateTime
 
 MAX_POST_LENGTH = 280
 
@@ -56,7 +56,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Cursor:
     """A position in a newest-first list of posts: the (timestamp, id) of the post at its edge.
 
-    Written in links as "<microseconds since the epoch>.<id>", ASCII digits only.
+    Written in links as "<microseconds since the epoch>.<id>", ASCII digits only; the id is
+    bound to an Integer column, so one past its range names no position.
     """
 
     timestamp: datetime
@@ -71,7 +72,9 @@ class Cursor:
         """Return the cursor ``text`` names, or None if it names none."""
         micros, dot, post_id = text.partition(".")
         digits = all(part.isascii() and part.isdigit() for part in (micros, post_id))
-        if not (dot and digits and len(micros) <= 17 and len(post_id) <= 18):
+        if not (dot and digits and len(micros) <= 17 and len(post_id) <= 10):
+            return None
+        if int(post_id) > INTEGER_MAX:  # would be an error on PostgreSQL, not an empty page
             return None
         try:
             return cls(EPOCH + timedelta(microseconds=int(micros)), int(post_id))
