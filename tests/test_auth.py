@@ -4,8 +4,8 @@ import pytest
 from sqlalchemy import select
 
 from microblog.auth.models import User
-from microblog.auth.views import safe_next_url
 from microblog.extensions import db
+from microblog.urls import safe_next
 from tests.conftest import PASSWORD
 
 GOOD_FORM = {
@@ -110,8 +110,8 @@ def test_login_follows_next_only_to_same_site_paths(client, auth, make_user, nex
     assert response.headers["Location"] == expected
 
 
-def test_safe_next_url_rejects_control_characters():
-    assert safe_next_url("/\x0a/evil.example") is None
+def test_safe_next_rejects_control_characters():
+    assert safe_next("/\x0a/evil.example") is None
 
 
 def test_logout_is_post_only(client, auth):

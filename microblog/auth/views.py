@@ -1,7 +1,5 @@
 """Register, sign in and out, change the password, sign out everywhere."""
 
-from urllib.parse import urlsplit
-
 from flask import (
     Blueprint,
     current_app,
@@ -24,24 +22,23 @@ from microblog.auth.forms import (
 from microblog.auth.models import User, canonical, find_user
 from microblog.auth.sessions import close_all_sign_ins, close_sign_in, open_sign_in
 from microblog.extensions import db
+from microblog.jobs import events
+from microblog.stream import close_streams
 from microblog.throttle import limit
+from microblog.urls import safe_next
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
-
-
-def safe_next_url(target: str | None) -> str | None:
-    """Return ``target`` if it is a path on this site, else None (no open redirects)."""
-    if not target or "\\" in target or any(ord(c) < 32 for c in target):
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
 
 
 def account_key() -> str:
     """Name the account a login attempt is for, however its name is spelt."""
     return "account:" + canonical(request.form.get("username", "").strip())[:64]
+
+
+def own_account_key() -> str:
+    """Name the signed-in user's account: its password checks share the sign-in form's
+    budget, so a stolen session cannot guess the password any faster than a stranger."""
+    return "account:" + canonical(current_user.username)[:64]
 
 
 def sign_in(user: User, remember: bool) -> None:
@@ -54,6 +51,12 @@ def sign_in(user: User, remember: bool) -> None:
     open_sign_in(user)
     db.session.commit()
     login_user(user, remember=remember)
+
+
+def close_streams_of(user_id: int, sign_ins: list[str] | None = None) -> None:
+    """End the open streams of revoked sign-ins (all the user's by default), the operators'
+    page's included."""
+    close_streams([events.channel_for(user_id), events.OPERATORS], user_id, sign_ins)
 
 
 def sign_out() -> None:
@@ -96,15 +99,17 @@ def login():
             flash("Invalid username or password.", "danger")
             return render_template("auth/login.html", form=form), 400
         sign_in(user, remember=form.remember_me.data)
-        return redirect(safe_next_url(request.args.get("next")) or url_for("posts.index"))
+        return redirect(safe_next(request.args.get("next")) or url_for("posts.index"))
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
 
 
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    close_sign_in(current_user)
+    user_id = current_user.id
+    closed = close_sign_in(current_user)
     db.session.commit()
+    close_streams_of(user_id, closed)
     sign_out()
     flash("You have been signed out.", "info")
     return redirect(url_for("posts.index"))
@@ -112,6 +117,7 @@ def logout():
 
 @bp.route("/account", methods=["GET", "POST"])
 @login_required
+@limit("LOGIN_LIMIT_PER_ACCOUNT", key=own_account_key)
 def account():
     form = PasswordChangeForm()
     if form.validate_on_submit():
@@ -123,6 +129,8 @@ def account():
             close_all_sign_ins(user)
             remembered = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
             sign_in(user, remember=remembered)
+            # Every stream open now is an old sign-in's; the new one's open after this answer.
+            close_streams_of(user.id)
             flash("Your password is changed; every other device is signed out.", "success")
             return redirect(url_for("auth.account"))
     return render_template(
@@ -133,8 +141,10 @@ def account():
 @bp.route("/sign_out_everywhere", methods=["POST"])
 @login_required
 def sign_out_everywhere():
+    user_id = current_user.id
     close_all_sign_ins(current_user)
     db.session.commit()
+    close_streams_of(user_id)
     sign_out()
     flash("You have been signed out on every device.", "info")
     return redirect(url_for("auth.login"))

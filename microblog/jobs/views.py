@@ -17,6 +17,7 @@ from microblog.jobs.registry import job_types
 from microblog.jobs.runner import result_of
 from microblog.models import utcnow
 from microblog.stream import stream_url
+from microblog.urls import safe_next
 
 bp = Blueprint("jobs", __name__, url_prefix="/tasks")
 
@@ -126,10 +127,7 @@ def answer(task: Task | None, status: int, level: str, message: str, back: str |
     if wants_json():
         return {"message": message, "level": level, "task_id": task and task.id}, status
     flash(message, level)
-    target = request.form.get("next", "")
-    # Only a path of this site: never "//host" or "/\\host", which browsers treat as a host.
-    if not (target.startswith("/") and target[1:2] not in ("/", "\\")):
-        target = back or url_for("posts.index")
+    target = safe_next(request.form.get("next")) or back or url_for("posts.index")
     return redirect(target, 303)
 
 
