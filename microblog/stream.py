@@ -7,6 +7,13 @@ exactly the channels its open streams read (a user's channel from their first st
 their last), heartbeat comments go out twice per ``SSE_HEARTBEAT_SECONDS`` so that a closed
 client is noticed and released within that interval, and each stream ends after
 ``SSE_MAX_STREAM_SECONDS``; the browser then reconnects with ``Last-Event-ID`` and resumes.
+
+A stream belongs to the sign-in it was opened with. Revoking sign-ins (logout, a password
+change, "sign out everywhere") or the admin role publishes a ``stream.close`` message that
+ends the streams it names at once, in whichever process holds them; it never reaches a
+browser. A stream checks its sign-in again once Redis confirms its channel and after every
+lost subscription, so a close published while it was starting, or while Redis was away,
+cannot be missed.
 """
 
 import json
@@ -17,7 +24,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 from flask import Flask, abort, current_app, request, stream_with_context, url_for
@@ -25,6 +32,8 @@ from flask_login import current_user
 from flask_sse import Message, ServerSentEventsBlueprint
 
 from microblog import metrics
+from microblog.auth.models import User
+from microblog.auth.sessions import load_user, token_hash
 from microblog.extensions import db
 from microblog.jobs import events
 
@@ -34,6 +43,8 @@ RETRY_MS = 3000
 # A Redis stream id: two unsigned 64-bit integers in ASCII digits ("1700000000000-3").
 _EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 _RESYNC = object()  # put in an inbox after a lost subscription is back: read the log since
+_CLOSE = object()  # put in an inbox whose sign-in or role was revoked: end the stream
+CLOSE = "stream.close"  # the message type that revokes streams; data: user_id, sign_ins
 SUBSCRIBE_BATCH = 500  # channels per SUBSCRIBE when resubscribing after a reconnect
 
 
@@ -53,16 +64,27 @@ class RenderedMessage(Message):
 
 
 class Inbox(queue.Queue):
-    """One stream's messages waiting to be written, at most ``maxsize``.
+    """One stream's messages waiting to be written, at most ``maxsize``, and whose stream it
+    is (the user and the hash of the sign-in it was opened with).
 
     A client that stops reading fills it; it is then closed (``overflowed``) rather than
     allowed to grow: the stream ends and the browser resumes from the log.
     """
 
-    def __init__(self, channel: str, maxsize: int) -> None:
+    def __init__(
+        self, channel: str, maxsize: int, user_id: int | None = None, sign_in: str | None = None
+    ) -> None:
         super().__init__(maxsize)
         self.channel = channel
+        self.user_id, self.sign_in = user_id, sign_in
         self.overflowed = False
+
+    def revoked_by(self, data: dict) -> bool:
+        """Say whether a close message's ``data`` names this stream."""
+        if self.user_id is None or data.get("user_id") != self.user_id:
+            return False
+        sign_ins = data.get("sign_ins")
+        return sign_ins is None or self.sign_in in sign_ins
 
 
 class Broadcaster:
@@ -113,9 +135,9 @@ class Broadcaster:
             return "stopped"
         return "ok" if self._ready.is_set() else "reconnecting"
 
-    def listen(self, channel: str) -> Inbox:
+    def listen(self, channel: str, user_id: int | None = None, sign_in: str | None = None) -> Inbox:
         """Register a listener of ``channel``, subscribing the channel if it is the first."""
-        inbox = Inbox(channel, self.inbox_size)
+        inbox = Inbox(channel, self.inbox_size, user_id, sign_in)
         with self._lock:
             listeners = self._listeners.setdefault(channel, set())
             listeners.add(inbox)
@@ -241,6 +263,11 @@ class Broadcaster:
         except (ValueError, TypeError) as error:  # not what events.publish sends: drop it
             log.warning("dropped a malformed message on %s: %s", channel, error)
             return
+        if message.type == CLOSE:
+            for inbox in inboxes:
+                if isinstance(message.data, dict) and inbox.revoked_by(message.data):
+                    self._put(inbox, _CLOSE)
+            return
         for inbox in inboxes:
             self._put(inbox, message)
         metrics.EVENTS_DELIVERED.inc(len(inboxes))
@@ -288,9 +315,12 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
     def redis(self) -> redis.Redis:
         return events.redis_client()  # one pool per process, not a client per publish
 
-    def messages(self, channel: str, last_id: str, inbox: Inbox) -> Iterator[Message | None]:
+    def messages(
+        self, channel: str, last_id: str, inbox: Inbox, allowed: Callable[[], bool]
+    ) -> Iterator[Message | None]:
         """Yield the logged events after ``last_id``, then live ones, and None on each idle
-        beat; after a lost subscription comes back, the logged events it missed.
+        beat; after a lost subscription comes back, the logged events it missed. End when
+        the stream is revoked, or when ``allowed()`` says no after a lost subscription.
 
         ``inbox`` is a listener whose channel Redis already delivers, so that no event
         published between the replay and the live part is lost (the log has it, or the
@@ -311,6 +341,8 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
             except queue.Empty:
                 yield None
                 continue
+            if item is _CLOSE or (item is _RESYNC and not allowed()):
+                return
             missed = [item]
             if item is _RESYNC:
                 missed = events.missed_since(channel, "{}-{}".format(*newest))
@@ -324,9 +356,18 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
             abort(401)
         return self.open_stream(events.channel_for(current_user.id))  # never from the request
 
-    def open_stream(self, channel: str):
-        """Answer with ``channel``'s events; the caller has checked who may read them."""
+    def open_stream(self, channel: str, role: Callable[[User], bool] = lambda user: True):
+        """Answer the signed-in user with ``channel``'s events while their sign-in stands and
+        ``role(user)`` holds; the caller has checked both for this request."""
         last_id = resume_point()
+        user_id, sign_in = current_user.id, token_hash(current_user.sign_in_token)
+
+        def allowed() -> bool:
+            user = load_user(current_user.sign_in_token)
+            granted = user is not None and role(user)
+            db.session.close()  # a stream holds no database connection between checks
+            return granted
+
         # A stream may stay open for minutes and needs no database: hand the connection back
         # to the pool now, or a few dozen open streams would exhaust it.
         db.session.close()
@@ -337,12 +378,14 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         try:
             if last_id is None:
                 last_id = events.latest_id(channel)  # only what comes from now on
-            inbox = hub.listen(channel)
+            inbox = hub.listen(channel, user_id, sign_in)
             subscribed = hub.wait_subscribed(inbox, timeout=2)
         except redis.RedisError:
             inbox, subscribed = None, False
-        if inbox is not None and not subscribed:
+        if inbox is not None and not (subscribed and allowed()):
             hub.leave(inbox)
+            if subscribed:  # revoked while it was starting: the browser's retry is refused
+                abort(401)
 
         @stream_with_context
         def generate() -> Iterator[str]:
@@ -350,7 +393,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
             if not subscribed:
                 return  # Redis is unreachable: end now; the browser retries after RETRY_MS
             try:
-                for message in self.messages(channel, last_id, inbox):
+                for message in self.messages(channel, last_id, inbox, allowed):
                     yield ": heartbeat\n\n" if message is None else str(message)
             except redis.RedisError as error:
                 log.warning("stream for %s ended: %s", channel, error)
@@ -400,3 +443,15 @@ def subscription_state() -> str:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(sse)
+
+
+def close_streams(channels: list[str], user_id: int, sign_ins: list[str] | None = None) -> None:
+    """End the streams of ``user_id`` on ``channels`` in every process: those opened with one
+    of ``sign_ins`` (token hashes), or all of them; call after the revocation is committed."""
+    message = json.dumps({"type": CLOSE, "data": {"user_id": user_id, "sign_ins": sign_ins}})
+    try:
+        client = events.redis_client()
+        for channel in channels:
+            client.publish(channel, message)
+    except redis.RedisError as error:  # its streams hear nothing either; they check on return
+        log.warning("could not close the streams of user %s: %s", user_id, error)

@@ -232,6 +232,21 @@ def test_ten_wrong_passwords_for_one_account_then_429(client, make_user):
     )
 
 
+def test_wrong_current_passwords_on_the_account_page_are_throttled_too(client, auth):
+    # Given a signed-in session whose holder does not know the password
+    auth.signed_in("alice")
+    form = {"password": NEW_PASSWORD, "password2": NEW_PASSWORD}
+    for attempt in range(9):  # the sign-in spent the first of the account's ten checks
+        response = client.post("/auth/account", data={**form, "current_password": f"g-{attempt}"})
+        assert response.status_code == 400
+    # When it tries once more, even rightly
+    response = client.post("/auth/account", data={**form, "current_password": PASSWORD})
+    # Then it is told to wait
+    assert response.status_code == 429
+    client.post("/auth/logout")
+    assert auth.login("alice").status_code == 429  # the account's one budget, whichever form
+
+
 def test_registration_is_throttled_per_address(client, app):
     limit = int(app.config["REGISTER_LIMIT_PER_ADDRESS"].split()[0])
     for n in range(limit):

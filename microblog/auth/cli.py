@@ -5,6 +5,8 @@ from flask.cli import with_appcontext
 
 from microblog.auth.models import User, find_user
 from microblog.extensions import db
+from microblog.jobs import events
+from microblog.stream import close_streams
 
 
 @click.group("users")
@@ -39,4 +41,6 @@ def set_admin(username: str, admin: bool) -> None:
     user = user_or_fail(username)
     user.is_admin = admin
     db.session.commit()
+    if not admin:  # the operators' page open in their browser stops hearing at once
+        close_streams([events.OPERATORS], user.id)
     click.echo(f"{user.username} is {'an admin' if admin else 'no longer an admin'}")

@@ -28,7 +28,8 @@ class SignIn(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """Return the name a sign-in's token is stored (and its streams are closed) by."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -42,13 +43,16 @@ def open_sign_in(user: User) -> None:
         delete(SignIn).where(SignIn.user_id == user.id, SignIn.created_at < _oldest_valid())
     )
     user.sign_in_token = secrets.token_urlsafe(32)
-    db.session.add(SignIn(token_hash=_hash(user.sign_in_token), user_id=user.id))
+    db.session.add(SignIn(token_hash=token_hash(user.sign_in_token), user_id=user.id))
 
 
-def close_sign_in(user: User) -> None:
-    """Revoke the sign-in this request came with; no commit."""
-    if user.sign_in_token:
-        db.session.execute(delete(SignIn).where(SignIn.token_hash == _hash(user.sign_in_token)))
+def close_sign_in(user: User) -> list[str]:
+    """Revoke the sign-in this request came with; no commit. Return its token hash."""
+    if not user.sign_in_token:
+        return []
+    closed = token_hash(user.sign_in_token)
+    db.session.execute(delete(SignIn).where(SignIn.token_hash == closed))
+    return [closed]
 
 
 def close_all_sign_ins(user: User) -> None:
@@ -70,7 +74,7 @@ def load_user(token: str) -> User | None:
     if len(token) > 64:
         return None
     user = db.session.scalar(
-        _USER_SIGNED_IN, {"token_hash": _hash(token), "oldest": _oldest_valid()}
+        _USER_SIGNED_IN, {"token_hash": token_hash(token), "oldest": _oldest_valid()}
     )
     if user is not None:
         user.sign_in_token = token
