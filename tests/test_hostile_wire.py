@@ -4,8 +4,7 @@ request names, generated across its whole type rather than picked by hand.
 """
 
 import os
-import string
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
@@ -17,7 +16,15 @@ from microblog.extensions import db
 from microblog.posts.models import Post
 from microblog.types import INTEGER_MAX
 from tests.conftest import live_session
-from tests.wire import SECURITY_HEADERS, chunked, cookie_header, csrf_token, send_raw
+from tests.wire import (
+    CONTROL,
+    SECURITY_HEADERS,
+    chunked,
+    cookie_header,
+    csrf_token,
+    send_raw,
+    stays_on_site,
+)
 
 # Examples per property; HOSTILE_EXAMPLES=600 makes a deeper sweep than the suite's.
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "40"))
@@ -26,7 +33,6 @@ WIRE = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-CONTROL = "".join(map(chr, [*range(0x20), 0x7F, *range(0x80, 0xA0)]))
 # Any text, with every control character likely to turn up, alone or inside a word.
 ANY_TEXT = st.one_of(
     st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from(CONTROL), max_size=60),
@@ -248,18 +254,6 @@ def test_no_operator_filter_is_a_server_error(gunicorn_server, admin, fields):
     query = "&".join(f"{quote(name)}={quote(value, safe='')}" for name, value in fields)
     response = admin.get(f"{gunicorn_server}/admin/tasks?{query}", timeout=10)
     assert response.status_code < 500, (query, response.text[:300])
-
-
-def stays_on_site(base_url: str, location: str) -> bool:
-    """Say whether a browser sent to ``location`` from ``base_url`` stays on this site.
-
-    Browsers strip control characters and spaces around a URL, drop tabs and line breaks
-    inside it, and read a backslash as a slash; read it as they do, then resolve it.
-    """
-    cleaned = location.strip(string.whitespace + CONTROL[:0x20] + " ")
-    cleaned = cleaned.translate({9: None, 10: None, 13: None}).replace("\\", "/")
-    target, base = urlsplit(urljoin(base_url + "/", cleaned)), urlsplit(base_url)
-    return (target.scheme, target.netloc) == (base.scheme, base.netloc)
 
 
 NEXT_VALUES = ANY_TEXT | st.sampled_from(

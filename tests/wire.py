@@ -2,12 +2,14 @@
 
 import re
 import socket
+import string
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options")
+CONTROL = "".join(map(chr, [*range(0x20), 0x7F, *range(0x80, 0xA0)]))  # C0, DEL and C1
 
 
 @dataclass
@@ -62,3 +64,15 @@ def cookie_header(session: requests.Session) -> str:
 def csrf_token(session: requests.Session, base_url: str, path: str = "/") -> str:
     page = session.get(base_url + path, timeout=10).text
     return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+
+def stays_on_site(base_url: str, location: str) -> bool:
+    """Say whether a browser sent to ``location`` from ``base_url`` stays on this site.
+
+    Browsers strip control characters and spaces around a URL, drop tabs and line breaks
+    inside it, and read a backslash as a slash; read it as they do, then resolve it.
+    """
+    cleaned = location.strip(string.whitespace + CONTROL[:0x20] + " ")
+    cleaned = cleaned.translate({9: None, 10: None, 13: None}).replace("\\", "/")
+    target, base = urlsplit(urljoin(base_url + "/", cleaned)), urlsplit(base_url)
+    return (target.scheme, target.netloc) == (base.scheme, base.netloc)
