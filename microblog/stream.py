@@ -30,6 +30,7 @@ import redis
 from flask import Flask, abort, current_app, request, stream_with_context, url_for
 from flask_login import current_user
 from flask_sse import Message, ServerSentEventsBlueprint
+from sqlalchemy.exc import SQLAlchemyError
 
 from microblog import metrics
 from microblog.auth.models import User
@@ -363,10 +364,15 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         user_id, sign_in = current_user.id, token_hash(current_user.sign_in_token)
 
         def allowed() -> bool:
-            user = load_user(current_user.sign_in_token)
-            granted = user is not None and role(user)
-            db.session.close()  # a stream holds no database connection between checks
-            return granted
+            try:
+                user = load_user(current_user.sign_in_token)
+                return user is not None and role(user)
+            except SQLAlchemyError as error:  # unknown is no: the browser's retry asks again
+                log.warning("stream for %s ended, its sign-in could not be checked: %s",
+                            channel, error)  # fmt: skip
+                return False
+            finally:
+                db.session.close()  # a stream holds no database connection between checks
 
         # A stream may stay open for minutes and needs no database: hand the connection back
         # to the pool now, or a few dozen open streams would exhaust it.
@@ -382,16 +388,17 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
             subscribed = hub.wait_subscribed(inbox, timeout=2)
         except redis.RedisError:
             inbox, subscribed = None, False
-        if inbox is not None and not (subscribed and allowed()):
+        # Revoked while it was starting: end at once, like a stream without Redis; the
+        # browser's retry then meets the revocation (a 401) as any request would.
+        subscribed = subscribed and allowed()
+        if inbox is not None and not subscribed:
             hub.leave(inbox)
-            if subscribed:  # revoked while it was starting: the browser's retry is refused
-                abort(401)
 
         @stream_with_context
         def generate() -> Iterator[str]:
             yield f"retry: {RETRY_MS}\n\n"
             if not subscribed:
-                return  # Redis is unreachable: end now; the browser retries after RETRY_MS
+                return  # Redis is unreachable or the sign-in is gone: the browser retries
             try:
                 for message in self.messages(channel, last_id, inbox, allowed):
                     yield ": heartbeat\n\n" if message is None else str(message)
