@@ -217,7 +217,7 @@ def test_the_image_commands_serve_and_run_jobs_with_the_runtime_lock_alone(
                 assert process.poll() is None, f"{name} exited: {logs[name].name}"
             try:
                 return requests.get(base_url + "/healthz", timeout=2).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or its first answer is slow
                 return False
 
         wait_until(healthy, 60, "the image's web command to answer /healthz")
