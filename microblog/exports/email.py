@@ -46,6 +46,8 @@ def deliver_export_email(user: User, archive: Archive, attempt: Attempt) -> None
     The archive records "sending" just before the message data goes out and "sent" once the
     relay accepted it, each fenced by ``attempt``. A redelivered attempt that finds "sending"
     without "sent" cannot know whether the relay got the message, and does not send again.
+    "Sending" also marks the task committed: from then on it cannot be cancelled, and a
+    cancel that came first stops the attempt before the data goes out.
     """
     task_id = archive.task_id
     if archive.email_sending_at is not None:
@@ -63,9 +65,14 @@ def deliver_export_email(user: User, archive: Archive, attempt: Attempt) -> None
 
 
 def mark(task_id: str, attempt: Attempt, **values) -> None:
-    """Record an email step on the archive, if ``attempt`` still owns its task; commits."""
+    """Record an email step on the archive, if ``attempt`` still owns its task; commits.
+
+    The task is committed exactly while the email is marked as going out: from "sending"
+    until the relay refuses it (it does not have the message, so a cancel may stop it again).
+    """
+    committed = {"committed_at": values["email_sending_at"]} if "email_sending_at" in values else {}
     with db.engine.begin() as connection:
-        hold(connection, attempt)
+        hold(connection, attempt, **committed)
         connection.execute(update(Archive).where(Archive.task_id == task_id).values(**values))
 
 

@@ -116,6 +116,10 @@ def cancel_task(task_id: str) -> None:
     task = task_or_fail(task_id)
     try:
         control.cancel(task)
+    except control.TooLateToCancel:
+        raise click.ClickException(
+            f"task {task_id} is delivering its result; too late to cancel"
+        ) from None
     except control.NotCancellable:
         raise click.ClickException(f"task {task_id} has already ended ({task.status})") from None
     click.echo(f"cancelled {task_id}")

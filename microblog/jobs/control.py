@@ -6,8 +6,11 @@ covers queued and running only). Nothing is sent to the worker. A queued message
 when a worker picks it up (``start_attempt`` starts only active tasks), and a running attempt
 stops at its next fenced write (``hold``): progress is written every 0.1 s while work goes
 on, so it stops within about that, and its transaction, with any half-stored archive, is
-rolled back. The one thing a cancel cannot undo is an email whose SMTP conversation had
-already begun.
+rolled back. Once a job has begun delivering what it cannot take back (the export's email,
+from just before its data goes to the relay), it marks the task ``committed_at`` in the same
+fenced write, and a cancel is refused from then on: a task never ends "cancelled" with its
+email delivered. Whichever of the two writes commits first wins, the other finds the row
+moved on.
 """
 
 from microblog.extensions import db
@@ -22,6 +25,10 @@ class NotCancellable(Exception):
     """The task has already ended."""
 
 
+class TooLateToCancel(NotCancellable):
+    """The task is delivering its result, which cannot be taken back; it will end soon."""
+
+
 class NotDismissable(Exception):
     """Only a finished task's card can be closed."""
 
@@ -33,10 +40,12 @@ class NotRetryable(Exception):
 def cancel(task: Task) -> None:
     """Cancel a queued or running task, commit, and announce it finished.
 
+    :raise TooLateToCancel: it is delivering its result.
     :raise NotCancellable: it had ended already (perhaps a moment ago).
     """
-    if not end_if_active(task.id, TaskStatus.CANCELLED, error=None):
-        raise NotCancellable(task.id)
+    if not end_if_active(task.id, TaskStatus.CANCELLED, uncommitted=True, error=None):
+        db.session.refresh(task)
+        raise (TooLateToCancel if task.is_active else NotCancellable)(task.id)
     db.session.refresh(task)
     announce_finished(task)
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     select,
+    true,
     tuple_,
     update,
 )
@@ -91,6 +92,9 @@ class Task(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # When its user closed the finished task's card; it is not shown again.
     dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the job began delivering what cannot be taken back (the export's email); from then
+    # on a cancel is refused, so "cancelled" and "delivered" never both hold.
+    committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.name} {self.status}>"
@@ -111,13 +115,17 @@ class Task(db.Model):
             raise FinalStateError(f"task {self.id} is already {self.status}")
 
 
-def end_if_active(task_id: str, status: TaskStatus, **values: Any) -> bool:
+def end_if_active(
+    task_id: str, status: TaskStatus, *, uncommitted: bool = False, **values: Any
+) -> bool:
     """Move a queued or running task to a final ``status`` (with ``values``) in one
-    conditional UPDATE, and commit; return False if it had already ended, and leave it so."""
+    conditional UPDATE, and commit; return False if it had already ended, and leave it so.
+    With ``uncommitted``, also leave a task that has begun delivering its result."""
     now = utcnow()
     ended = db.session.scalar(
         update(Task)
         .where(Task.id == task_id, Task.status.in_(ACTIVE_STATUSES))
+        .where(Task.committed_at.is_(None) if uncommitted else true())
         .values(status=status, finished_at=now, updated_at=now, **values)
         .returning(Task.id)
         .execution_options(synchronize_session=False)

@@ -82,10 +82,15 @@ def cancel(task_id: str):
     return cancel_and_answer(own_task_or_404(task_id))
 
 
+TOO_LATE_TO_CANCEL = "Too late to cancel: the result is already on its way (e.g. your email)."
+
+
 def cancel_and_answer(task: Task):
     """Cancel the task and say how that went (the user's card and the admin page)."""
     try:
         control.cancel(task)
+    except control.TooLateToCancel:
+        return answer(task, 409, "warning", TOO_LATE_TO_CANCEL)
     except control.NotCancellable:
         return answer(task, 409, "warning", "That job has already ended.")
     return answer(task, 200, "info", f"{task.description}: cancelled.")
