@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
 
 from microblog.extensions import db
 
@@ -27,3 +28,16 @@ def init_app(app: Flask) -> None:
         if db.engine.dialect.name == "sqlite":
             os.makedirs(app.instance_path, exist_ok=True)
             event.listen(db.engine, "connect", _tune_sqlite)
+
+
+def discard_session() -> None:
+    """End the session's transaction without trusting its connection.
+
+    After an outage the connection may be dead: its rollback raises, and handed back to the
+    pool it would fail the next user too. Then it is invalidated instead (closed for good;
+    the pool opens a new one, checked first by ``pool_pre_ping``).
+    """
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        db.session().invalidate()

@@ -54,14 +54,16 @@ class PostgresServer:
         self._user = "postgres" if os.geteuid() == 0 else None
 
     def start(self, timeout: float = 60) -> "PostgresServer":
+        """Start the server, creating its cluster first unless it has one (a restart)."""
         bindir = postgres_bindir()
         data = self.directory / "data"
-        if self._user:
-            entry = pwd.getpwnam(self._user)
-            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
-        self._run([bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
-                   "--encoding=UTF8", "--locale=C", "--no-sync"])  # fmt: skip
-        with (self.directory / "log").open("w") as log:
+        if not data.exists():
+            if self._user:
+                entry = pwd.getpwnam(self._user)
+                os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+            self._run([bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
+                       "--encoding=UTF8", "--locale=C", "--no-sync"])  # fmt: skip
+        with (self.directory / "log").open("a") as log:
             self.process = subprocess.Popen(
                 [bindir / "postgres", "-D", data, "-p", str(self.port),
                  "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
@@ -108,12 +110,16 @@ class PostgresServer:
         with psycopg.connect(self.dsn(database), autocommit=True, connect_timeout=5) as conn:
             conn.execute(sql)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Shut the server down as ``pg_ctl stop -m fast`` does, keeping its data."""
         if self.process is not None and self.process.poll() is None:
             # SIGINT is PostgreSQL's "fast" shutdown: it ends the sessions still open (SIGTERM
             # would wait for every client to leave) and stops cleanly.
             self.process.send_signal(signal.SIGINT)
             self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

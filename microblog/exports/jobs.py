@@ -39,7 +39,6 @@ def size(count: int) -> str:
 
 @job(
     description="Exporting your posts",
-    max_retries=4,
     result_endpoint="exports.download",
     summary=archive_summary,
 )

@@ -42,7 +42,7 @@ def start_attempt(task_id: str) -> Attempt | None:
         update(Task)
         .where(Task.id == task_id, Task.status.in_(ACTIVE_STATUSES))
         .values(status=TaskStatus.RUNNING, attempts=Task.attempts + 1, started_at=now,
-                updated_at=now, done=0, progress=0)
+                updated_at=now, done=0, progress=0, error=None, retry_at=None)
         .returning(Task.attempts)
         .execution_options(synchronize_session=False)
     )  # fmt: skip

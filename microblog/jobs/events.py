@@ -23,6 +23,7 @@ from flask import current_app
 from flask_sse import Message
 
 from microblog import metrics
+from microblog.jobs import registry
 from microblog.jobs.models import Task
 
 PROGRESS = "task.progress"
@@ -125,4 +126,8 @@ def task_data(task: Task, url: str | None = None, summary: str | None = None) ->
         "url": url,
         "summary": summary,
         "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+        # While waiting out an outage (``error`` says for what): when the next attempt starts,
+        # and how many attempts an outage may take in all.
+        "retry_at": task.retry_at.isoformat() if task.retry_at else None,
+        "max_attempts": registry.max_attempts(task.name),
     }

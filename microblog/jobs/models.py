@@ -95,6 +95,9 @@ class Task(db.Model):
     # When the job began delivering what cannot be taken back (the export's email); from then
     # on a cancel is refused, so "cancelled" and "delivered" never both hold.
     committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # While a dependency is away: when the next attempt starts (``error`` says what it waits
+    # for); cleared when it does.
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.name} {self.status}>"

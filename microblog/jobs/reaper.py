@@ -18,12 +18,14 @@ from dramatiq.common import dq_name, xq_name
 from flask import Flask, current_app
 from sqlalchemy import delete, select, update
 
+from microblog.database import discard_session
 from microblog.extensions import db
 from microblog.jobs import registry
 from microblog.jobs.broker import Periodic, redis_message_id
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from microblog.jobs.progress import announce_finished
 from microblog.models import utcnow
+from microblog.outages import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +168,12 @@ class Reaper(Periodic):
         with self.app.app_context():
             try:
                 run_pass(broker)
-            except Exception:
-                log.exception("reaper pass failed; will try again in %ss", self.interval)
+            except Exception as error:
+                if not is_outage(error):
+                    log.exception("reaper pass failed; will try again in %ss", self.interval)
+                    return
+                discard_session()
+                log.warning("reaper pass skipped, a dependency is away (%s: %s); will try "
+                            "again in %ss", type(error).__name__, error, self.interval)  # fmt: skip
             finally:
                 db.session.remove()

@@ -83,3 +83,9 @@ def find(name: str) -> JobType | None:
     Starting one is for :func:`job_types` only.
     """
     return _types.get(name)
+
+
+def max_attempts(name: str) -> int | None:
+    """Return how many attempts an outage may cost a task of that type, if it is known."""
+    job_type = find(name)
+    return None if job_type is None else job_type.max_retries + 1

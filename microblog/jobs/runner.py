@@ -5,16 +5,25 @@ makes it a Dramatiq actor that takes only a task id and does the bookkeeping eve
 start a fenced attempt (skipping a task already final), run the body, and record success or
 the *final* failure with a reason the user can read. ``progress.attempt`` is the attempt's
 fencing token, for the body's own writes (see :mod:`microblog.jobs.attempts`).
+
+Outages of a dependency (the database, Redis, the mail relay) are expected: the attempt's
+session is discarded (its connection may be dead, so it is not trusted to roll back), the
+task says what it waits for and when it tries again, and the message comes back after a
+backoff that doubles up to ``max_backoff``, for ``max_retries`` retries (by default about
+eight minutes in all, so an outage of a few minutes costs nothing). Any other error is a bug
+or bad data that a retry cannot fix: the task fails at once, with its traceback logged.
 """
 
 import logging
 import os
+import random
 import smtplib
 import socket
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
@@ -24,9 +33,10 @@ from dramatiq.middleware import CurrentMessage, Middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 from flask import Flask
 from sqlalchemy import func
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from microblog import metrics
+from microblog.database import discard_session
 from microblog.extensions import db
 from microblog.jobs import broker as glue
 from microblog.jobs import events, registry
@@ -35,22 +45,13 @@ from microblog.jobs.models import Task, TaskStatus, end_if_active
 from microblog.jobs.progress import ProgressReporter, announce, announce_finished
 from microblog.jobs.registry import JobType
 from microblog.models import utcnow
+from microblog.outages import is_outage
 from microblog.urls import site_path
 
 log = logging.getLogger(__name__)
 
 # A job's body: it may return a little JSON (a dict, a list…), kept as the task's result.
 JobBody = Callable[[Task, ProgressReporter], object]
-# Errors of a dependency that is away for now (mail relay, Redis, database): retried with one
-# WARNING line each, no traceback.
-EXPECTED_ERRORS = (
-    ConnectionError,  # refused, reset, or the relay's answer lost (mailer.DeliveryUncertain)
-    TimeoutError,
-    socket.gaierror,  # the relay's name does not resolve
-    smtplib.SMTPException,
-    redis.RedisError,
-    OperationalError,
-)
 CRASHED_TOO_OFTEN = "The job stopped unexpectedly too many times; please try again later."
 UNKNOWN_JOB_TYPE = (
     "This kind of job cannot run right now (an update is under way). "
@@ -66,7 +67,7 @@ def job(
     *,
     description: str,
     queue_name: str = "default",
-    max_retries: int = 3,
+    max_retries: int = 12,
     min_backoff: int = 2_000,
     max_backoff: int = 60_000,
     time_limit: int = 15 * 60_000,
@@ -79,8 +80,9 @@ def job(
     The type exists for an app only if its module is one of the app's ``JOB_MODULES``.
 
     :param description: what the user sees, e.g. "Exporting your posts".
-    :param max_retries: retries after an error, with exponential backoff between
-        ``min_backoff`` and ``max_backoff`` milliseconds.
+    :param max_retries: retries after a dependency's outage, the delay doubling from
+        ``min_backoff`` up to ``max_backoff`` milliseconds (the defaults wait about eight
+        minutes in all).
     :param crash_allowance: extra attempts for runs that killed their worker (the broker
         redelivers those without limit); past that the task fails.
     :param result_endpoint: endpoint taking ``task_id`` where a finished task's result lives.
@@ -127,62 +129,136 @@ def result_of(task: Task) -> dict[str, str | None]:
 
 
 def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
-    """Run one attempt of a task; expected errors are retried by Dramatiq, unexpected ones too.
+    """Run one attempt of a task; a dependency's outage, here or in the body, is retried.
 
     Only the final failure is recorded on the task. An attempt that loses its task to a newer
     one (see :mod:`microblog.jobs.attempts`) stops at its next write and ends quietly.
     """
-    attempt = start_attempt(task_id)
-    if attempt is None:
-        log.info("task %s is missing or already final; message ignored", task_id)
-        return
+    attempt = None
     try:
+        attempt = start_attempt(task_id)
+        if attempt is None:
+            log.info("task %s is missing or already final; message ignored", task_id)
+            return
         if attempt.number > max_attempts:
             detail = f"{attempt.number - 1} attempts ended with their worker gone (killed or lost)"
             finish(attempt, error=CRASHED_TOO_OFTEN, detail=detail)
             return
         task = db.session.get(Task, task_id)
         metrics.TASK_ATTEMPTS.labels(task.name).inc()
-        announce(task.user_id, events.PROGRESS, events.task_data(task))
-        run_body(task, attempt, body)
+        card = events.task_data(task)  # kept: with the database away, the task cannot be read
+        announce(task.user_id, events.PROGRESS, card)
+        run_body(task, attempt, body, (task.user_id, card))
     except AttemptSuperseded:
-        db.session.rollback()
-        log.info(
-            "task %s: attempt %d was superseded (cancelled or taken over); it stops here",
-            task_id,
-            attempt.number,
-        )
+        discard_session()
+        log.info("task %s: attempt %d was superseded (cancelled or taken over); it stops here",
+                 task_id, attempt.number)  # fmt: skip
+    except dramatiq.Retry:
+        raise
+    except Exception as error:  # outside the body: starting, or recording how it ended
+        if not is_outage(error):
+            raise
+        discard_session()
+        what = f"attempt {attempt.number}" if attempt else "a new attempt"
+        if is_last_attempt():
+            log.warning("task %s: %s met an outage for the last time (%s: %s); the reaper "
+                        "will close it", task_id, what, type(error).__name__, error)  # fmt: skip
+            return
+        retry_later(task_id, f"{what} met an outage ({type(error).__name__}: {error})")
 
 
-def run_body(task: Task, attempt: Attempt, body: JobBody) -> None:
-    """Run the job's body and record how it ended, unless Dramatiq is to retry it."""
+def run_body(task: Task, attempt: Attempt, body: JobBody, card: tuple[int, dict[str, Any]]) -> None:
+    """Run the job's body and record how it ended, unless Dramatiq is to retry it; ``card``
+    is the task's user and event data as the attempt started."""
     try:
         result = body(task, ProgressReporter(task, attempt))
     except AttemptSuperseded:
         raise
     except JobError as error:
-        db.session.rollback()
+        discard_session()
         finish(attempt, error=str(error))
     except TimeLimitExceeded:
-        db.session.rollback()
+        discard_session()
         # Another attempt would most likely run out of time again: the user decides.
         finish(attempt, error="The job took too long and was stopped. Please try again later.")
-    except EXPECTED_ERRORS as error:
-        db.session.rollback()
-        if is_last_attempt():
-            finish(attempt, error=user_safe_reason(error))
-            return
-        log.warning("task %s: attempt %d failed (%s: %s); it will be retried",
-                    task.id, attempt.number, type(error).__name__, error)  # fmt: skip
-        raise dramatiq.Retry(str(error)) from error  # retried, without a traceback in the log
     except Exception as error:
-        db.session.rollback()
-        if not is_last_attempt():
-            raise  # Dramatiq logs it with its traceback and retries
-        log.exception("task %s: attempt %d failed for the last time", task.id, attempt.number)
-        finish(attempt, error=user_safe_reason(error))
+        discard_session()  # its connection may be dead: never trusted to roll back
+        if not is_outage(error):
+            log.exception("task %s: attempt %d failed", task.id, attempt.number)
+            finish_or_leave(attempt, user_safe_reason(error))
+        elif is_last_attempt():
+            finish_or_leave(attempt, user_safe_reason(error))
+        else:
+            wait_for_retry(attempt, card, error)
     else:
         finish(attempt, result=result)
+
+
+def wait_for_retry(
+    attempt: Attempt, card: tuple[int, dict[str, Any]], error: BaseException
+) -> None:
+    """Say on the task what it waits for and when it tries again, then hand the message back
+    to Dramatiq for that time. The user can cancel it meanwhile.
+
+    :raise AttemptSuperseded: the task was cancelled (or taken over) meanwhile.
+    :raise dramatiq.Retry: otherwise.
+    """
+    delay_ms = retry_delay_ms()
+    retry_at = utcnow() + timedelta(milliseconds=delay_ms)
+    reason = waiting_reason(error)
+    try:
+        hold(db.session, attempt, error=reason, retry_at=retry_at)
+        db.session.commit()
+        task = db.session.get(Task, attempt.task_id)
+        user_id, data = task.user_id, events.task_data(task)
+    except SQLAlchemyError:  # the database is the outage: the card hears of it live only
+        discard_session()
+        user_id, data = card
+        data = data | {"attempt": attempt.number, "error": reason,
+                       "retry_at": retry_at.isoformat()}  # fmt: skip
+    announce(user_id, events.PROGRESS, data)
+    retry_later(attempt.task_id, f"attempt {attempt.number} failed ({type(error).__name__}: "
+                f"{error})", delay_ms)  # fmt: skip
+
+
+def retry_later(task_id: str, what: str, delay_ms: int | None = None) -> None:
+    """Log one WARNING line (no traceback) and have Dramatiq run the message again later."""
+    delay_ms = retry_delay_ms() if delay_ms is None else delay_ms
+    log.warning("task %s: %s; it will be retried in %.0f s", task_id, what, delay_ms / 1000)
+    raise dramatiq.Retry(what, delay=delay_ms)
+
+
+def retry_delay_ms() -> int:
+    """Return how long to wait before the current message's next try: ``min_backoff``
+    doubling with each retry up to ``max_backoff``, less up to a fifth at random so that
+    the tasks an outage stopped together do not all knock again at once."""
+    message = CurrentMessage.get_current_message()
+    options = registry.find(message.actor_name).actor.options if message else {}
+    retries = message.options.get("retries", 0) if message else 0
+    ceiling = min(
+        options.get("max_backoff", 60_000), options.get("min_backoff", 2_000) * 2**retries
+    )
+    return int(ceiling * random.uniform(0.8, 1.0))
+
+
+def waiting_reason(error: BaseException) -> str:
+    """Say in the user's words which dependency the task waits for."""
+    if isinstance(error, smtplib.SMTPException | OSError):
+        return "The mail server is unreachable."
+    if isinstance(error, redis.RedisError):
+        return "The job queue is unreachable."
+    return "The database is unavailable."
+
+
+def finish_or_leave(attempt: Attempt, error: str) -> None:
+    """Fail the task for good; if the database cannot record it now, leave the task to the
+    reaper, which closes it once no message backs it."""
+    try:
+        finish(attempt, error=error)
+    except SQLAlchemyError as failure:
+        discard_session()
+        log.warning("task %s: could not record its failure (%s); the reaper will close it",
+                    attempt.task_id, failure)  # fmt: skip
 
 
 def finish(

@@ -86,7 +86,26 @@
       error.className = "text-danger task-error";
       error.textContent = task.error || "The job failed.";
       result.append(error);
+    } else if (task.retry_at && !FINAL.includes(task.status)) {
+      result.append(waitingNote(task));
     }
+  }
+
+  // "The mail server is unreachable. Trying again at 14:32 (attempt 3 of 13)." in the
+  // reader's own time.
+  function waitingNote(task) {
+    const note = document.createElement("span");
+    note.className = "text-warning-emphasis task-waiting";
+    const time = document.createElement("time");
+    time.dateTime = task.retry_at;
+    time.textContent = new Date(task.retry_at).toLocaleTimeString([], {
+      hour: "2-digit",
+      minute: "2-digit",
+    });
+    const of = task.max_attempts ? ` of ${task.max_attempts}` : "";
+    note.append(`${task.error || "Waiting."} Trying again at `, time,
+                ` (attempt ${task.attempt + 1}${of}).`);
+    return note;
   }
 
   function updateStartButton(task, final) {
