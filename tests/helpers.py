@@ -1,6 +1,7 @@
-"""Helpers the tests share: reading event streams, and bulk data."""
+"""Helpers the tests share: reading event streams, bulk data, a relay that never answers."""
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from microblog.extensions import db
 from microblog.jobs.models import Task
 from microblog.models import utcnow
 from microblog.posts.models import Post
+from microblog.services import free_port
 
 
 def insert_posts(user_id: int, bodies: list[str], start: datetime | None = None) -> None:
@@ -131,3 +133,26 @@ def make_task(app, user_id: int, status: str = "queued", created_ago: timedelta 
         db.session.execute(update(Task).where(Task.id == task_id).values(**values))
         db.session.commit()
         return task_id
+
+
+class Tarpit:
+    """A "mail relay" that accepts connections and never says a word."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self._held.append(self._server.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._server.close()
+        for connection in self._held:
+            connection.close()

@@ -24,6 +24,7 @@ from microblog.jobs.launch import launch
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from microblog.services import RedisServer, wait_until
 from tests.conftest import ROOT
+from tests.helpers import Tarpit
 
 POSTS = 5_000  # five chunks of reading: enough for a point in the middle
 
@@ -41,11 +42,12 @@ def workers(live_env, worker_log):
     """Start `dramatiq tasks` (or the crash worker) processes; all are stopped afterwards."""
     started: list[subprocess.Popen] = []
 
-    def start(crash_at: str | None = None, **env: str) -> subprocess.Popen:
+    def start(crash_at: str | None = None, extra_args: tuple = (), **env: str) -> subprocess.Popen:
         module = "tests.crash_worker" if crash_at else "tasks"
         env = {**live_env, **env, **({"CRASH_AT": crash_at} if crash_at else {})}
         process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", module, "--processes", "1", "--threads", "2"],
+            [sys.executable, "-m", "dramatiq", module, "--processes", "1", "--threads", "2",
+             *extra_args],
             cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
@@ -152,8 +154,9 @@ def test_a_frozen_worker_that_lost_its_task_never_writes_to_it_again(
     assert "Traceback" not in worker_log.read()
 
 
+@pytest.mark.parametrize("outage_seconds", [12, 30])
 def test_an_export_survives_redis_going_away_past_the_heartbeat_timeout(
-    live_database, live_user, workers, mailbox, smtp_server
+    live_database, live_user, workers, mailbox, smtp_server, worker_log, outage_seconds
 ):
     # Given a worker on a Redis of this test's own, exporting many posts
     own_redis = RedisServer().start()
@@ -170,9 +173,9 @@ def test_an_export_survives_redis_going_away_past_the_heartbeat_timeout(
                 return db.session.get(Task, task_id).done > 0
 
             wait_until(running, 60, "the export to be under way")
-            # When Redis stops answering for longer than the heartbeat timeout (12 s > 10 s)
+            # When Redis stops answering for longer than the heartbeat timeout (10 s)
             own_redis.process.send_signal(signal.SIGSTOP)
-            time.sleep(12)  # the outage itself, not a wait for something to happen
+            time.sleep(outage_seconds)  # the outage itself, not a wait for something to happen
             own_redis.process.send_signal(signal.SIGCONT)
 
             # Then the export ends succeeded, once, with one email
@@ -186,7 +189,40 @@ def test_an_export_survives_redis_going_away_past_the_heartbeat_timeout(
         task = final_row(app, task_id, user_id)
         assert (task.status, task.done) == (TaskStatus.SUCCEEDED, 60_000)
         assert emails_to(mailbox, username) == 1
+        worker_log.seek(0)
+        assert "Traceback" not in worker_log.read()
     finally:
         with app.app_context():
             db.engine.dispose()
         own_redis.stop()
+
+
+def test_a_worker_stopping_with_a_job_still_running_hands_it_to_another_at_once(
+    live_app, live_user, live_env, workers, recorded_events, worker_log
+):
+    # Given an export stuck in its email (the relay never answers) on a worker that gives
+    # running jobs one second when it stops, and another worker ready
+    pit = Tarpit()
+    try:
+        relay = {"MAIL_PORT": str(pit.port)}
+        user_id, _ = live_user("handback", posts=10)
+        leaving = workers(extra_args=["--worker-shutdown-timeout", "1000"], **relay)
+        with live_app.app_context():
+            task_id = launch(export_posts, user_id).id
+        recorded_events.wait_for(
+            lambda m: m.data["task_id"] == task_id and m.data["progress"] == 100, timeout=60
+        )
+        workers(**relay)
+        # When the first is stopped and exits past its shutdown timeout
+        signal_group(leaving, signal.SIGTERM)
+        leaving.wait(timeout=30)
+        exited = time.monotonic()
+        # Then the other starts the job again within two seconds, not after a heartbeat timeout
+        recorded_events.wait_for(
+            lambda m: m.data["task_id"] == task_id and m.data["attempt"] == 2, timeout=30
+        )
+        assert time.monotonic() - exited < 2
+        worker_log.seek(0)
+        assert f"task {task_id} was still running at shutdown" in worker_log.read()
+    finally:
+        pit.close()

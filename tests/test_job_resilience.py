@@ -5,8 +5,6 @@ the crash suite with real `dramatiq tasks` processes is in test_crash.py.
 """
 
 import logging
-import socket
-import threading
 import time
 
 import pytest
@@ -28,7 +26,7 @@ from microblog.jobs.progress import ProgressReporter
 from microblog.jobs.runner import CRASHED_TOO_OFTEN, JobError, job
 from microblog.models import utcnow
 from microblog.services import free_port
-from tests.helpers import insert_posts
+from tests.helpers import Tarpit, insert_posts
 
 GRACE = reaper.timedelta(minutes=2)
 
@@ -49,29 +47,6 @@ def wait_for_ever(task: Task, progress: ProgressReporter) -> None:
 @job(description="Refusing", max_retries=3)
 def refuse(task: Task, progress: ProgressReporter) -> None:
     raise JobError("There is nothing to do.")
-
-
-class Tarpit:
-    """A "mail relay" that accepts connections and never says a word."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self._held.append(self._server.accept()[0])
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._server.close()
-        for connection in self._held:
-            connection.close()
 
 
 @pytest.fixture

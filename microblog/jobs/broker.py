@@ -13,14 +13,17 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Middleware
 from flask import Flask
 
@@ -80,6 +83,73 @@ class AppContext(Middleware):
     after_skip_message = after_process_message
 
 
+class HandBack(Middleware):
+    """Put the messages still running when this worker stops back in their queue, at once.
+
+    Dramatiq waits ``--worker-shutdown-timeout`` for running messages, then exits with them
+    unacked: they would run again only once this worker's heartbeat went stale. Handed back,
+    another worker takes them now; the attempt left running here is fenced out by the new one.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        with self._lock:
+            self._running[message.message_id] = message
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        with self._lock:
+            self._running.pop(message.message_id, None)
+
+    after_skip_message = after_process_message
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        with self._lock:
+            left = list(self._running.values())
+        for message in left:
+            try:
+                broker.do_requeue(message.queue_name, message.options["redis_message_id"])
+            except redis.RedisError as error:
+                log.warning("task %s: could not hand its message back (%s); it runs again "
+                            "when this worker's heartbeat is stale",
+                            message.message_id, error)  # fmt: skip
+            else:
+                log.warning("task %s was still running at shutdown: handed back to its queue",
+                            message.message_id)  # fmt: skip
+
+
+class Consumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, taking a Redis that stops answering for the lost connection
+    it is: Dramatiq then logs one line and reconnects, where a timeout (which redis-py does
+    not count as a connection error) was "an unexpected error" with a traceback."""
+
+    def __next__(self) -> Any:
+        with _timeouts_as_lost_connections():
+            return super().__next__()
+
+    def ack(self, message: Any) -> None:
+        with _timeouts_as_lost_connections():
+            super().ack(message)
+
+    def nack(self, message: Any) -> None:
+        with _timeouts_as_lost_connections():
+            super().nack(message)
+
+    def requeue(self, messages: Any) -> None:
+        with _timeouts_as_lost_connections():
+            super().requeue(messages)
+
+
+@contextmanager
+def _timeouts_as_lost_connections() -> Iterator[None]:
+    try:
+        yield
+    except redis.TimeoutError as error:
+        raise ConnectionClosed(error) from None
+
+
 class Broker(RedisBroker):
     """Dramatiq's Redis broker, with queue maintenance on a clock instead of by chance.
 
@@ -92,6 +162,10 @@ class Broker(RedisBroker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._maintaining = threading.local()
+
+    @property
+    def consumer_class(self) -> type[Consumer]:
+        return Consumer
 
     def key(self, queue_name: str) -> str:
         """Return the Redis key of a queue (``default``, ``default.DQ``, ``default.XQ``…)."""
@@ -245,6 +319,7 @@ def make_broker(app: Flask) -> Broker:
     broker.add_middleware(Maintenance(app.config["JOBS_MAINTENANCE_INTERVAL_MS"]))
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(AppContext(app))
+    broker.add_middleware(HandBack())
     return broker
 
 
