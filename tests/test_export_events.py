@@ -45,6 +45,8 @@ def test_export_events_are_ordered_monotonic_and_finish_once(recorded_export):
         "url",
         "summary",
         "finished_at",
+        "retry_at",
+        "max_attempts",
     }
     assert all(set(m.data) == expected for m in recorded_export)
     assert final["summary"].startswith("20,000 posts · ") and final["finished_at"]

@@ -13,6 +13,7 @@ from microblog.exports.models import Archive
 from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task
+from microblog.services import free_port
 from tests.helpers import insert_posts
 
 JSON = {"Accept": "application/json"}
@@ -176,3 +177,27 @@ def test_export_sizes_read_the_way_people_read_them():
     assert [size(n) for n in (0, 999, 1000, 12_345, 999_999, 1_234_567, 45_000_000)] == [
         "0 bytes", "999 bytes", "1.0 KB", "12 KB", "1,000 KB", "1.2 MB", "45 MB"
     ]  # fmt: skip
+
+
+def test_a_task_waiting_out_an_outage_says_so_and_can_be_cancelled(
+    app, client, auth, worker, recorded_events
+):
+    # Given an export whose mail relay is down: it waits for its next try
+    app.config["MAIL_PORT"] = free_port()
+    auth.signed_in("alice")
+    task_id = start_export(client)
+    waiting = recorded_events.wait_for(
+        lambda m: m.data["task_id"] == task_id and m.data.get("retry_at") is not None, timeout=30
+    )
+    assert waiting.data["status"] == "running"
+    assert waiting.data["error"] == "The mail server is unreachable."
+    # Then a reload shows what it waits for, and when it tries again
+    page = client.get("/").text
+    assert "The mail server is unreachable. Trying again at" in page
+    assert "(attempt 2 of 13)" in page
+    # When the user cancels it meanwhile
+    response = client.post(f"/tasks/{task_id}/cancel", headers=JSON)
+    # Then it is cancelled at once, and its next try is dropped when it comes
+    assert response.status_code == 200
+    assert recorded_events.finished(task_id).data["status"] == "cancelled"
+    assert task_row(app, task_id).status == "cancelled"
