@@ -29,6 +29,7 @@ class CheckedRequest(Request):
 
     @cached_property
     def cookies(self):  # type: ignore[override]
+        # Werkzeug's own parse (which caches under this name too); ours, set last, is kept.
         parsed = super().cookies
         kept = [
             (name, value) for name, value in parsed.items(multi=True) if _printable_ascii(value)

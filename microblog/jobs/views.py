@@ -82,7 +82,7 @@ def cancel(task_id: str):
     return cancel_and_answer(own_task_or_404(task_id))
 
 
-TOO_LATE_TO_CANCEL = "Too late to cancel: the result is already on its way (e.g. your email)."
+TOO_LATE_TO_CANCEL = "Too late to cancel: the result is already on its way."
 
 
 def cancel_and_answer(task: Task):
