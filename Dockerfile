@@ -12,12 +12,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN useradd --create-home --uid 10001 microblog
 WORKDIR /app
+# The app's instance folder (the SQLite database when DATABASE_URL is unset) is its user's.
+RUN install -d -o 10001 -g 10001 /app/instance
 
 # Production's lock only: every package pinned and hash-checked, nothing for tests or `make run`.
 COPY requirements.txt .
 RUN pip install --require-hashes --no-deps -r requirements.txt
 
-# .dockerignore keeps secrets (.env), tests, benchmarks and the run command's helpers out.
+# .dockerignore keeps secrets (.env), tests, benchmarks and the development tools out.
 COPY --chown=10001:10001 . .
 USER 10001:10001
 

@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-local.txt requirements-dev
 	touch $@ $(VENV)/.installed-local
 
 run: $(VENV)/.installed-local
-	$(BIN)/python -m microblog.devstack
+	$(BIN)/python -m devkit.run
 
 test: system-packages lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -34,6 +34,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

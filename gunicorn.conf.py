@@ -13,8 +13,9 @@ bind = os.environ.get("MICROBLOG_BIND", "127.0.0.1:" + os.environ.get("PORT", "8
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Concurrent connections per worker, open event streams included: ten thousand streams per
-# process (a stream costs about 40 KB and no Redis connection of its own) and room beside them
-# for page requests, which a worker with every slot held by a stream would not accept.
+# process (a stream holds no Redis connection of its own; its memory is in
+# docs/performance.md) and room beside them for page requests, which a worker with every slot
+# held by a stream would not accept.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "12000"))
 # Streams end themselves well before this; it only bounds a wedged worker.
 timeout = 60
@@ -91,7 +92,8 @@ def post_worker_init(worker) -> None:
     tracks: the loaded app's, frozen here once, and each open stream's, frozen every
     ``GC_FREEZE_SECONDS`` (0: never) by :mod:`microblog.collector`.
     """
-    from microblog import collector, stream
+    from microblog import collector
+    from microblog.live import stream
 
     interval = float(os.environ.get("GC_FREEZE_SECONDS", "1"))
     collector.start(lambda: stream.open_streams(worker.wsgi), interval)
@@ -102,8 +104,8 @@ def post_request(worker, req, environ, resp) -> None:
 
     A keep-alive client whose next request is already waiting is otherwise served again at
     once, without the worker ever switching greenlets: under load one connection runs many
-    requests while the others wait (measured: p50 1.5 ms, p99 800 ms for the login page, 8
-    connections on one worker). ``gevent.sleep(0)`` is not enough: gevent polls sockets only
+    requests while the others wait (docs/performance.md has the tail latencies it caused).
+    ``gevent.sleep(0)`` is not enough: gevent polls sockets only
     every 50 callbacks. ``idle()`` waits until the loop has no ready events, so every
     connection whose request has arrived is served first.
     """

@@ -17,7 +17,7 @@ from dramatiq.middleware.prometheus import DB_PATH  # noqa: E402
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = DB_PATH
 
 from microblog import create_app  # noqa: E402
-from microblog.jobs.worker_metrics import WorkerMetrics  # noqa: E402
+from microblog.jobs.worker.metrics import WorkerMetrics  # noqa: E402
 
 app = create_app()
 app.extensions["dramatiq"].add_middleware(WorkerMetrics())

@@ -21,10 +21,10 @@ import tracemalloc
 from sqlalchemy import select
 
 from bench.common import create_database, make_app, run_child, scratch_dir
+from devkit.services import MailCatcher, RedisServer
 from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task
-from microblog.services import MailCatcher, RedisServer
 
 
 def export_job(app, user_id: int) -> None:

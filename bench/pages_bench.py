@@ -31,8 +31,8 @@ from flask_migrate import upgrade
 from werkzeug.security import generate_password_hash
 
 from bench.common import ROOT, make_app, scratch_dir, session_cookie
+from devkit.services import RedisServer, free_port, wait_until
 from microblog.extensions import db
-from microblog.services import RedisServer, free_port, wait_until
 
 AUTHORS = 1_000
 ONLY_FOLLOWERS = 10_000
@@ -201,10 +201,10 @@ def chrome_costs(database: Path, redis_url: str, repeat: int = 2_000) -> dict[st
     from microblog.auth.sessions import load_user, open_sign_in
     from microblog.jobs.models import tasks_to_show
     from microblog.jobs.views import inject_tasks
+    from microblog.live.stream import stream_url
     from microblog.models import utcnow
     from microblog.posts.models import page_of, timeline_of
     from microblog.posts.views import record_last_seen
-    from microblog.stream import stream_url
 
     app = make_app(database, redis_url)
     with app.test_request_context("/"):

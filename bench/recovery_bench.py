@@ -26,11 +26,12 @@ import psutil
 import redis
 
 from bench.common import ROOT, create_database, make_app, scratch_dir
+from devkit.services import MailCatcher, RedisServer, free_port, wait_until
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
+from microblog.jobs.ending import end
 from microblog.jobs.launch import launch
-from microblog.jobs.models import Task, TaskStatus, end_if_active
-from microblog.services import MailCatcher, RedisServer, free_port, wait_until
+from microblog.jobs.models import Task, TaskStatus
 from tests.helpers import Tarpit
 
 POSTS = 20_000
@@ -125,7 +126,7 @@ def graceful_stop(app, env: dict[str, str], user_id: int) -> float:
             exited = time.monotonic()
             wait_until(lambda: attempt_running(task_id, 2), 60, "the export to run again")
             elapsed = time.monotonic() - exited
-            end_if_active(task_id, TaskStatus.CANCELLED)  # stuck on the relay: free the slot
+            end(task_id, TaskStatus.CANCELLED)  # stuck on the relay: free the slot
             return elapsed
     finally:
         kill(first)

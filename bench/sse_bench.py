@@ -22,11 +22,12 @@ import redis
 import requests
 
 from bench.common import ROOT, scratch_dir, session_cookie
+from devkit.services import MailCatcher, RedisServer, free_port, wait_until
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.jobs import events
-from microblog.services import MailCatcher, RedisServer, free_port, wait_until
+from microblog.live import channel as live
 
 PASSWORD = "bench-password-1"
 
@@ -188,7 +189,7 @@ def publish(stack: Stack, kind: str, client: redis.Redis) -> None:
     data = {"task_id": "bench", "progress": 1, "sent_at": time.time()}
     if kind == "ours":
         with stack.app.app_context():
-            events.publish(stack.user_id, events.PROGRESS, data)
+            live.publish(stack.user_id, events.PROGRESS, data)
     else:  # what stock sse.publish sends
         client.publish("bench", json.dumps({"data": data, "type": "task.progress"}))
 

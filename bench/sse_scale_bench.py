@@ -9,7 +9,7 @@ Two layouts, each served by real gunicorn (gevent) on Redis and SQLite:
 - 1,000 users × 10 streams on 1 web process (10,000 streams).
 
 Sessions are real sign-ins made by the app; the streams are raw asyncio HTTP clients in this
-process; events go through ``microblog.jobs.events.publish`` from publisher processes, each
+process; events go through ``microblog.jobs.live.publish`` from publisher processes, each
 to a random user, at rising rates. For each rate: delivered/expected (and duplicates),
 publish-to-client latency p50/p99, CPU per web process, Redis's output per event in bytes, and
 copies per event (what the web processes received from Redis, over events published).
@@ -35,12 +35,13 @@ import requests
 from flask_login.utils import _create_identifier
 
 from bench.common import ROOT, scratch_dir
+from devkit.services import RedisServer, free_port, wait_until
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.auth.sessions import open_sign_in
 from microblog.extensions import db
 from microblog.jobs import events
-from microblog.services import RedisServer, free_port, wait_until
+from microblog.live import channel as live
 
 # Name: (app, environment). "unfrozen" is per-channel without the collector's periodic freeze.
 DESIGNS = {
@@ -292,7 +293,7 @@ def publisher(spec: dict) -> None:
             if delay > 0:
                 time.sleep(delay)
             data = SAMPLE | {"seq": seq, "sent_at": time.time()}
-            events.publish(random.choice(users), events.PROGRESS, data)
+            live.publish(random.choice(users), events.PROGRESS, data)
     print(json.dumps({"published": len(seqs), "seconds": time.monotonic() - began}))
 
 

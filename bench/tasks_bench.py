@@ -19,12 +19,12 @@ from datetime import timedelta
 from sqlalchemy import insert
 
 from bench.common import scratch_dir
+from devkit.services import RedisServer
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.jobs.models import Task, TaskFilter, find_tasks, new_task_id
 from microblog.models import utcnow
-from microblog.services import RedisServer
 
 USERS = 1_000
 PASSWORD = "bench-password-1"

@@ -11,7 +11,7 @@ from flask import Flask
 # which would open every worker's log with a dozen lines of noise.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-from microblog import config, errors, security, stream, throttle, urls, wire  # noqa: E402
+from microblog import config, errors, security, throttle, urls, wire  # noqa: E402
 from microblog.extensions import (  # noqa: E402
     bootstrap,
     csrf,
@@ -20,7 +20,8 @@ from microblog.extensions import (  # noqa: E402
     mail,
     migrate,
 )
-from microblog.jobs import broker as jobs_broker  # noqa: E402
+from microblog.jobs import wiring as jobs  # noqa: E402
+from microblog.live import stream  # noqa: E402
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -32,7 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_extensions(app)
     throttle.init_app(app)
     register_blueprints(app)
-    jobs_broker.init_app(app)
+    jobs.init_app(app)
     stream.init_app(app)
     errors.init_app(app)
     security.init_app(app)
@@ -68,9 +69,9 @@ def register_blueprints(app: Flask) -> None:
     from microblog.admin.views import bp as admin_bp
     from microblog.auth.views import bp as auth_bp
     from microblog.exports.views import bp as exports_bp
-    from microblog.health import bp as health_bp
     from microblog.jobs.views import bp as jobs_bp
-    from microblog.metrics import bp as metrics_bp
+    from microblog.ops.health import bp as health_bp
+    from microblog.ops.prometheus import bp as metrics_bp
     from microblog.posts.views import bp as posts_bp
 
     for blueprint in (auth_bp, posts_bp, jobs_bp, exports_bp, health_bp, admin_bp):
@@ -81,9 +82,9 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from microblog.auth.cli import users_cli
-    from microblog.health import check_command
     from microblog.jobs.cli import jobs_cli, tasks_cli
-    from microblog.seed import seed_demo_command
+    from microblog.ops.health import check_command
+    from microblog.posts.seed import seed_demo_command
 
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(check_command)

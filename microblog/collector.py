@@ -1,22 +1,22 @@
 """Short garbage-collection pauses in web processes that hold thousands of open streams.
 
-Every open stream keeps about 120 objects the collector tracks (its greenlet, generators,
+Every open stream keeps a hundred-odd objects the collector tracks (its greenlet, generators,
 request, socket…). A full collection walks all of them, and the process's every stream waits
-meanwhile: with 10,000 streams one took half a second. Yet a stream's objects are freed by
-reference counting when it closes (measured: after a thousand streams opened and closed, 0.04
-tracked objects each were left), so the collector gains nothing from walking them.
+meanwhile: with thousands of streams that is a long pause. Yet a stream's objects are freed
+by reference counting when it closes, so the collector gains nothing from walking them.
 
 So every ``interval`` seconds everything alive is frozen (``gc.freeze``: moved out of the
 collector's sight, at no cost per object); a full collection then walks only what arrived
-since. Frozen garbage, which only reference cycles can leave, is never collected: measured,
-36 objects after 300,000 events went to 10,000 streams. A young collection before each
-freeze would keep even those out, but it cost 40 ms a second at that load. When the frozen
+since. Frozen garbage, which only reference cycles can leave, is never collected; there is
+very little of it. A young collection before each freeze would keep even that out, but at
+scale it costs more than it saves. When the frozen
 objects outgrow what the open streams explain (counted every few minutes), they are unfrozen
 and collected once: a long pause, but one that comes with garbage actually left behind
 rather than every few seconds.
 
 Pauses are timed: ``microblog_gc_pause_seconds{generation}`` and a warning in the log for
-any over 100 ms.
+any over ``LONG_PAUSE_SECONDS``. The measurements behind these choices are in
+``docs/performance.md``.
 """
 
 import gc
@@ -36,9 +36,9 @@ PAUSES = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 LONG_PAUSE_SECONDS = 0.1
-OBJECTS_PER_STREAM = 150  # tracked objects an open stream may keep (measured: about 120)
-# Counting the frozen objects walks them all (about 35 ms per million), so it is done
-# every few minutes, not at every freeze.
+OBJECTS_PER_STREAM = 150  # tracked objects an open stream may keep, with a margin
+# Counting the frozen objects walks them all, so it is done every few minutes, not at every
+# freeze.
 CHECK_SECONDS = 300
 
 

@@ -1,7 +1,7 @@
 """What counts as a dependency's outage: the database, Redis or the mail relay away for now.
 
-Jobs wait such errors out (see :mod:`microblog.jobs.runner`) and background passes log them as
-one WARNING line; anything else is a bug or bad data, and keeps its traceback.
+Jobs wait such errors out (see :mod:`microblog.jobs.worker.runner`) and background passes log
+them as one WARNING line; anything else is a bug or bad data, and keeps its traceback.
 """
 
 import smtplib

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Make sure the system programs the tests start are installed: redis-server, chromium,
-# PostgreSQL and nginx (the compose file's proxy configuration is run for real). As root on
-# Debian or Ubuntu they are installed with apt-get; otherwise this stops with the exact
-# command to run.
+# PostgreSQL, nginx (the compose file's proxy configuration is run for real), and podman
+# with debootstrap (the image is built and run for real). As root on Debian or Ubuntu they
+# are installed with apt-get; otherwise this stops with the exact command to run.
 set -eu
 
 missing=""
@@ -12,6 +12,9 @@ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
   || missing="$missing postgresql"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+# The image is built with podman, on a stand-in base from debootstrap when no registry answers.
+command -v podman >/dev/null 2>&1 || missing="$missing podman"
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
 
 [ -z "$missing" ] && exit 0
 

@@ -15,16 +15,16 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from devkit.services import MailCatcher, RedisServer, free_port, wait_until
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
-from microblog.services import MailCatcher, RedisServer, free_port, wait_until
 from tests.databases import KINDS, Databases, PostgresServer
 from tests.helpers import insert_posts
 
 # The real Redis and SMTP servers, the in-process worker, recorded events and golden files
 # come from the package's test plugin, as they would for any project with job types.
-pytest_plugins = ("microblog.testing",)
+pytest_plugins = ("devkit.pytest_plugin",)
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-9"

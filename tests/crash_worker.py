@@ -11,7 +11,8 @@ import signal
 import smtplib
 
 from microblog.exports import email, jobs
-from microblog.jobs import progress, runner
+from microblog.jobs import progress
+from microblog.jobs.worker import runner
 from tasks import app  # noqa: F401 - builds the app, which binds every job to the broker
 
 POINTS = ("before-start", "mid-read", "mid-store", "during-data", "after-send")

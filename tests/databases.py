@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 from flask_migrate import upgrade
 
+from devkit.services import free_port, wait_until
 from microblog import create_app
 from microblog.extensions import db
-from microblog.services import free_port, wait_until
 
 KINDS = ("sqlite", "postgresql")
 INSTALL_HINT = "install Debian's postgresql package (the test command does it as root)"

@@ -1,19 +1,21 @@
 """Helpers the tests share: reading event streams, bulk data, a relay that never answers."""
 
 import json
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import requests
 from sqlalchemy import insert, update
 
+from devkit.services import free_port
 from microblog.extensions import db
 from microblog.jobs.models import Task
 from microblog.models import utcnow
 from microblog.posts.models import Post
-from microblog.services import free_port
 
 
 def insert_posts(user_id: int, bodies: list[str], start: datetime | None = None) -> None:
@@ -156,3 +158,12 @@ class Tarpit:
         self._server.close()
         for connection in self._held:
             connection.close()
+
+
+def start_export(session: requests.Session, base_url: str) -> None:
+    page = session.get(base_url + "/", timeout=10).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = session.post(
+        base_url + "/exports", data={"csrf_token": token}, allow_redirects=False, timeout=10
+    )
+    assert response.status_code == 303, response.text

@@ -7,9 +7,9 @@ import os
 import pytest
 import redis
 
+from devkit.services import wait_until
 from microblog import metrics
-from microblog.services import wait_until
-from microblog.stream import Broadcaster
+from microblog.live.stream import Broadcaster
 
 
 @pytest.fixture

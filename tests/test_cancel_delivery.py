@@ -10,7 +10,7 @@ import threading
 import pytest
 from dramatiq import Worker
 
-from microblog.services import MailCatcher
+from devkit.services import MailCatcher
 from tests.helpers import insert_posts
 
 JSON = {"Accept": "application/json"}

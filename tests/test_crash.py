@@ -16,13 +16,13 @@ import psutil
 import pytest
 from sqlalchemy import select
 
+from devkit.services import RedisServer, wait_until
 from microblog import create_app
 from microblog.exports.jobs import export_posts
 from microblog.exports.models import Archive
 from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
-from microblog.services import RedisServer, wait_until
 from tests.conftest import ROOT
 from tests.helpers import Tarpit
 

@@ -1,4 +1,4 @@
-"""The compose file and the image are deployable as the README says, checked without an engine.
+"""The compose file and the image are deployable as the docs say, checked without an engine.
 
 What an engine would be needed for (building and starting the containers) is covered by
 test_fresh_install.py, which installs and runs the image's build context the same way.
@@ -20,10 +20,10 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def readme_settings() -> list[str]:
-    """Return every variable named in the first column of the README's configuration table."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+def documented_settings() -> list[str]:
+    """Return every variable named in the first column of the configuration table."""
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    table = docs.split("\n## ", 1)[0]
     first_column = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     return [name for cell in first_column for name in re.findall(r"`([A-Z_]+)`", cell)]
 
@@ -34,7 +34,7 @@ def milliseconds(duration: str) -> int:
 
 
 def test_every_documented_setting_is_read_and_can_be_set_in_the_env_file():
-    settings = readme_settings()
+    settings = documented_settings()
     assert len(settings) > 20, settings
     read_by_app = config.environment_variables()
     read_by_gunicorn = set(re.findall(r'environ\.get\("([A-Z_]+)"', (ROOT / "gunicorn.conf.py")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from microblog.jobs.events import FINISHED, PROGRESS
+from microblog.jobs.events import FINISHED, PROGRESS, TaskEvent
 from microblog.jobs.recording import Recording, replay
 from tests.conftest import live_session
 from tests.helpers import SSEReader, insert_posts
@@ -32,22 +32,7 @@ def test_export_events_are_ordered_monotonic_and_finish_once(recorded_export):
     final = recorded_export[-1].data
     assert (final["done"], final["total"], final["progress"]) == (20_000, 20_000, 100)
     assert final["url"].endswith("/download")
-    expected = {
-        "task_id",
-        "name",
-        "description",
-        "status",
-        "attempt",
-        "progress",
-        "done",
-        "total",
-        "error",
-        "url",
-        "summary",
-        "finished_at",
-        "retry_at",
-        "max_attempts",
-    }
+    expected = set(TaskEvent.__annotations__)  # the one contract: every field, always
     assert all(set(m.data) == expected for m in recorded_export)
     assert final["summary"].startswith("20,000 posts · ") and final["finished_at"]
 

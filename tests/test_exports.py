@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from devkit.services import free_port
 from microblog.exports.archive import post_json
 from microblog.exports.jobs import export_posts
 from microblog.exports.models import Archive
@@ -19,7 +20,6 @@ from microblog.extensions import db, mail
 from microblog.jobs.launch import TaskAlreadyActive, launch
 from microblog.jobs.models import Task, TaskStatus
 from microblog.posts.models import Post, post_rows
-from microblog.services import free_port
 from tests.helpers import insert_posts
 
 TRICKY = [

@@ -3,9 +3,9 @@
 import pytest
 from sqlalchemy import select
 
+from devkit.services import free_port
 from microblog.extensions import db
 from microblog.jobs.models import Task, TaskStatus
-from microblog.services import free_port
 
 
 @pytest.fixture

@@ -101,7 +101,7 @@ PROJECT_TEST = '''
 
 def test_the_plugin_serves_another_projects_tests(tmp_path):
     (tmp_path / "test_counting.py").write_text(textwrap.dedent(PROJECT_TEST))
-    command = [sys.executable, "-m", "pytest", "-p", "microblog.testing", "-p", "no:randomly",
+    command = [sys.executable, "-m", "pytest", "-p", "devkit.pytest_plugin", "-p", "no:randomly",
                "-p", "no:cacheprovider", "-o", "addopts=", "-q", str(tmp_path)]  # fmt: skip
     options = {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 120,
                "env": {**os.environ, "PYTHONPATH": str(ROOT)}}  # fmt: skip

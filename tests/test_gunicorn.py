@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from microblog.services import wait_until
+from devkit.services import wait_until
 
 
 def test_gunicorn_serves_the_login_page_with_local_bootstrap(gunicorn_server):

@@ -2,7 +2,7 @@
 
 from dramatiq import Worker
 
-from microblog.services import free_port, wait_until
+from devkit.services import free_port, wait_until
 
 
 def test_health_is_ok_when_database_and_redis_answer(client):

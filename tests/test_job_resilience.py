@@ -12,20 +12,20 @@ import redis
 from dramatiq import Message
 from sqlalchemy import func, select, update
 
+from devkit.services import free_port
 from microblog.auth.models import User
 from microblog.config import defaults
 from microblog.exports import email as export_email
 from microblog.exports.jobs import build_and_store, export_posts
 from microblog.exports.models import Archive
 from microblog.extensions import db
-from microblog.jobs import reaper
-from microblog.jobs.attempts import AttemptSuperseded, start_attempt
+from microblog.jobs.attempts import Attempt, AttemptSuperseded, start_attempt
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus
 from microblog.jobs.progress import ProgressReporter
-from microblog.jobs.runner import CRASHED_TOO_OFTEN, JobError, job
+from microblog.jobs.worker import reaper
+from microblog.jobs.worker.runner import CRASHED_TOO_OFTEN, JobError, job
 from microblog.models import utcnow
-from microblog.services import free_port
 from tests.helpers import Tarpit, insert_posts
 
 GRACE = reaper.timedelta(minutes=2)
@@ -38,14 +38,14 @@ def app_config(app_config: dict) -> dict:
 
 
 @job(description="Waiting for ever", max_retries=0, time_limit=500)
-def wait_for_ever(task: Task, progress: ProgressReporter) -> None:
+def wait_for_ever(task: Task, attempt: Attempt, progress: ProgressReporter) -> None:
     progress.start(1)
     while True:
         time.sleep(0.05)  # Python code, so Dramatiq's time limit can interrupt it
 
 
 @job(description="Refusing", max_retries=3)
-def refuse(task: Task, progress: ProgressReporter) -> None:
+def refuse(task: Task, attempt: Attempt, progress: ProgressReporter) -> None:
     raise JobError("There is nothing to do.")
 
 
@@ -134,7 +134,7 @@ def test_a_superseded_attempt_writes_nothing_and_sends_nothing(app, make_user, m
 
         # When the first attempt goes on to store its archive, the store is refused
         with pytest.raises(AttemptSuperseded):
-            build_and_store(task, user, RedeliveredWhileBuilding(task, first))
+            build_and_store(task, user, first, RedeliveredWhileBuilding(task, first))
         db.session.rollback()
         assert db.session.scalar(select(func.count()).select_from(Archive)) == 0
         # And so is any progress it reports
@@ -143,7 +143,7 @@ def test_a_superseded_attempt_writes_nothing_and_sends_nothing(app, make_user, m
 
         # And once the second attempt stored the archive, the first cannot email it
         second = attempts["second"]
-        archive = build_and_store(task, user, ProgressReporter(task, second))
+        archive = build_and_store(task, user, second, ProgressReporter(task, second))
         with pytest.raises(AttemptSuperseded):
             export_email.deliver_export_email(user, archive, first)
         assert mailbox == []
@@ -177,7 +177,7 @@ def test_an_email_that_may_have_reached_the_relay_is_not_sent_again(
         task_id = launch(export_posts, alice).id
         attempt = start_attempt(task_id)
         task, user = db.session.get(Task, task_id), db.session.get(User, alice)
-        build_and_store(task, user, ProgressReporter(task, attempt))
+        build_and_store(task, user, attempt, ProgressReporter(task, attempt))
         export_email.mark(task_id, attempt, email_sending_at=utcnow())
         # When the message is redelivered
         with caplog.at_level(logging.WARNING, logger="microblog"):

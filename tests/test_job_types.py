@@ -7,14 +7,15 @@ import textwrap
 
 import pytest
 
+from devkit.services import wait_until
 from microblog import create_app
 from microblog.config import defaults
 from microblog.extensions import db
+from microblog.jobs.events import task_event
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task
 from microblog.jobs.registry import job_types
-from microblog.jobs.runner import UNKNOWN_JOB_TYPE, result_of
-from microblog.services import wait_until
+from microblog.jobs.worker.runner import UNKNOWN_JOB_TYPE
 from microblog.stats.jobs import count_words
 from tests.conftest import ROOT, running_worker
 from tests.helpers import insert_posts
@@ -151,7 +152,7 @@ def test_a_job_module_written_from_the_readme_runs_under_a_real_worker(
         task = task_status(web, task_id)
         assert task.result == {"long": 2}
         with web.app_context():
-            assert result_of(task)["summary"] == "2 long posts"
+            assert task_event(task)["summary"] == "2 long posts"
     finally:
         with web.app_context():
             db.engine.dispose()  # its connections, not the garbage collector's, closed here

@@ -4,11 +4,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.services import free_port, wait_until
 from microblog import create_app
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
-from microblog.services import free_port, wait_until
 from tests.conftest import LIVE_METRICS_TOKEN, live_session, running_worker
 from tests.helpers import SSEReader, insert_posts
 

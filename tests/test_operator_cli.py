@@ -7,13 +7,13 @@ import pytest
 from dramatiq import Worker
 from sqlalchemy import update
 
+from devkit.services import free_port
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db, mail
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus
-from microblog.jobs.reaper import LOST_REASON
+from microblog.jobs.worker.reaper import LOST_REASON
 from microblog.models import utcnow
-from microblog.services import free_port
 from tests.helpers import make_task
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from devkit.services import MailCatcher, free_port, wait_until
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task
-from microblog.services import MailCatcher, free_port, wait_until
 from tests.conftest import PASSWORD, ROOT
 from tests.databases import PostgresServer, migrate
 from tests.helpers import insert_posts

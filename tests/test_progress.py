@@ -14,7 +14,7 @@ from microblog.jobs.attempts import Attempt, AttemptSuperseded, start_attempt
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus, percentage
 from microblog.jobs.progress import ProgressReporter
-from microblog.jobs.runner import finish
+from microblog.jobs.worker.runner import finish
 from tests.helpers import insert_posts
 
 

@@ -13,8 +13,9 @@ import pytest
 import requests
 import yaml
 
+from devkit.services import free_port, wait_until
 from microblog.jobs import events
-from microblog.services import free_port, wait_until
+from microblog.live import channel as live
 from tests.conftest import ROOT, live_session
 from tests.helpers import SSEReader
 
@@ -94,7 +95,7 @@ def test_events_reach_the_browser_through_the_proxy_as_they_happen(proxy, live_u
         # When events are published one by one
         for n in range(3):
             with live_app.app_context():
-                events.publish(user_id, events.PROGRESS, {"task_id": "t", "progress": n})
+                live.publish(user_id, events.PROGRESS, {"task_id": "t", "progress": n})
 
             # Then each one arrives while the stream stays open
             received = reader.wait_for_events(n + 1, timeout=5)

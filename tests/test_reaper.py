@@ -5,15 +5,23 @@ from datetime import timedelta
 from dramatiq import Worker
 from sqlalchemy import func, select, update
 
+from devkit.services import wait_until
+from microblog import create_app
 from microblog.exports.jobs import delete_expired_archives, export_posts
 from microblog.exports.models import Archive, ArchiveChunk
 from microblog.extensions import db
+from microblog.jobs import registry
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus
-from microblog.jobs.reaper import LOST_REASON, delete_old_tasks, purge_dead_letters, reap
+from microblog.jobs.worker.reaper import (
+    LOST_REASON,
+    delete_old_tasks,
+    purge_dead_letters,
+    reap,
+    run_pass,
+)
 from microblog.models import utcnow
-from microblog.seed import seed_demo
-from microblog.services import wait_until
+from microblog.posts.seed import seed_demo
 
 GRACE = timedelta(minutes=2)
 
@@ -144,3 +152,26 @@ def test_dead_letters_of_ended_tasks_are_purged_and_of_active_ones_kept(app, mak
     # Then only the active task's dead letter is left, for an operator to look at
     assert [e.decode() for e in broker.client.zrange(xq, 0, -1)] == [f"{active}.0.q"]
     assert broker.client.hkeys(f"{xq}.msgs") == [f"{active}.0.q".encode()]
+
+
+def test_a_chore_runs_only_in_apps_whose_job_modules_declare_it(app, app_config, make_user):
+    # Given an expired archive, and an app without the export job (another deployment's)
+    alice = make_user("alice")
+    without_exports = create_app(app_config | {"JOB_MODULES": ["microblog.stats.jobs"]})
+    with app.app_context():
+        task_id = launch(export_posts, alice).id
+        db.session.add(Archive(task_id=task_id, filename="a.json.gz", size=1, json_size=1,
+                               post_count=0, expires_at=utcnow() - timedelta(days=1)))  # fmt: skip
+        db.session.commit()
+
+    # When that app's reaper passes, the export's chore does not run there
+    with without_exports.app_context():
+        assert delete_expired_archives not in registry.chores()
+        run_pass(without_exports.extensions["dramatiq"])
+        assert db.session.get(Archive, task_id) is not None
+
+    # Then it runs in the app whose JOB_MODULES declare it
+    with app.app_context():
+        assert delete_expired_archives in registry.chores()
+        run_pass(app.extensions["dramatiq"])
+        assert db.session.get(Archive, task_id) is None

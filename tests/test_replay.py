@@ -2,10 +2,10 @@
 
 import pytest
 
+from devkit.services import wait_until
 from microblog import create_app
 from microblog.extensions import db
 from microblog.jobs.recording import Recording, comparable
-from microblog.services import wait_until
 from tests.conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "count_words.json"

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.posts.models import Post
-from microblog.seed import DEMO_PASSWORD, DEMO_USERNAME
+from microblog.posts.seed import DEMO_PASSWORD, DEMO_USERNAME
 
 
 def test_seed_demo_creates_a_living_demo_account(runner, app, client, auth):

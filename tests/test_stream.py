@@ -7,8 +7,9 @@ import redis
 import requests
 from redis.crc import key_slot
 
+from devkit.services import wait_until
 from microblog.jobs import events
-from microblog.services import wait_until
+from microblog.live import channel as live
 from tests.conftest import live_session
 from tests.helpers import SSEReader
 
@@ -19,7 +20,7 @@ def publish(live_app):
 
     def send(user_id: int, n: int, type: str = events.PROGRESS) -> str:
         with live_app.app_context():
-            return events.publish(user_id, type, {"task_id": "t", "n": n, "progress": n})
+            return live.publish(user_id, type, {"task_id": "t", "n": n, "progress": n})
 
     return send
 
@@ -100,9 +101,7 @@ def test_last_event_id_replays_missed_events_then_continues_live_without_gaps_or
 
     # Then it gets every event after the one it saw, once each, in order
     received = reader.wait_for_events(149)
-    logged = redis.Redis.from_url(redis_server.url).xrange(
-        events.log_key(events.channel_for(user_id))
-    )
+    logged = redis.Redis.from_url(redis_server.url).xrange(live.log_key(live.channel_for(user_id)))
     assert [e["id"] for e in received] == [entry_id.decode() for entry_id, _ in logged[1:]]
     assert [e["data"]["n"] for e in received] == list(range(1, 150))
 
@@ -204,17 +203,16 @@ def test_streams_opening_while_their_users_events_pour_in_miss_nothing(
     for user_id, reader in readers.items():
         received = reader.wait_for_events(59)
         logged = [
-            entry_id.decode()
-            for entry_id, _ in log.xrange(events.log_key(events.channel_for(user_id)))
+            entry_id.decode() for entry_id, _ in log.xrange(live.log_key(live.channel_for(user_id)))
         ]
         assert [e["id"] for e in received] == logged[1:]
 
 
 @pytest.mark.parametrize(
-    "channel", [events.channel_for(42), events.channel_for(10**12), events.OPERATORS]
+    "channel", [live.channel_for(42), live.channel_for(10**12), live.OPERATORS]
 )
 def test_a_channel_and_its_log_share_a_redis_cluster_slot(channel):
     # One script appends to the log and publishes on the channel: on a Redis Cluster (and for
     # its sharded pub/sub) both must map to one slot, which the log's hash tag ensures.
-    assert key_slot(events.log_key(channel).encode()) == key_slot(channel.encode())
+    assert key_slot(live.log_key(channel).encode()) == key_slot(channel.encode())
     assert "{" not in channel  # a channel's name is hashed whole

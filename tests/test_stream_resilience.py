@@ -5,9 +5,10 @@ import time
 import pytest
 import redis
 
+from devkit.services import RedisServer, wait_until
 from microblog import create_app
 from microblog.jobs import events
-from microblog.services import RedisServer, wait_until
+from microblog.live import channel as live
 from tests.conftest import Gunicorn, live_session
 from tests.helpers import SSEReader
 
@@ -54,7 +55,7 @@ def test_a_stream_stays_open_across_a_redis_restart_and_misses_nothing(
     def publish(n: int) -> bool:
         try:
             with publisher.app_context():
-                events.publish(user_id, events.PROGRESS, {"task_id": "t", "progress": n})
+                live.publish(user_id, events.PROGRESS, {"task_id": "t", "progress": n})
             return True
         except redis.RedisError:
             return False
@@ -107,14 +108,14 @@ def test_a_garbage_message_on_a_user_channel_is_dropped_and_streams_go_on(
     session = live_session(gunicorn_server, name)
     reader = connect(gunicorn_server, session)
     reader.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
-    channel = events.channel_for(user_id)
+    channel = live.channel_for(user_id)
     garbage = redis.Redis.from_url(redis_server.url)
     for junk in (b"not json", b"[1, 2]", b'{"unexpected": 1}', b"\xff\xfe"):
         garbage.publish(channel, junk)
 
     # When a real event follows
     with live_app.app_context():
-        events.publish(user_id, events.PROGRESS, {"task_id": "after-garbage"})
+        live.publish(user_id, events.PROGRESS, {"task_id": "after-garbage"})
 
     # Then the stream delivers it, and the process still reports its subscription as live
     reader.wait_for(

@@ -4,6 +4,7 @@ import pytest
 import requests
 
 from microblog.jobs import events
+from microblog.live import channel as live
 from tests.conftest import PASSWORD, live_session
 from tests.helpers import SSEReader
 from tests.wire import csrf_token
@@ -69,7 +70,7 @@ def test_a_logout_leaves_the_other_sign_ins_streams_open(gunicorn_server, live_u
         closed.wait_for_end(WITHIN_SECONDS)
         # Then the other still hears the user's events
         with live_app.app_context():
-            events.publish(user_id, events.PROGRESS, {"task_id": "kept", "progress": 1})
+            live.publish(user_id, events.PROGRESS, {"task_id": "kept", "progress": 1})
         assert kept.wait_for_events(1)[0]["data"]["task_id"] == "kept"
         assert not kept.ended.is_set()
     finally:

@@ -8,12 +8,14 @@ import pytest
 from dramatiq import Worker
 from sqlalchemy import select
 
+from devkit.services import free_port
 from microblog.exports.jobs import export_posts, size
 from microblog.exports.models import Archive
 from microblog.extensions import db
+from microblog.jobs.ending import end
 from microblog.jobs.launch import launch
-from microblog.jobs.models import Task
-from microblog.services import free_port
+from microblog.jobs.models import Task, TaskStatus
+from microblog.live.channel import channel_for, missed_since
 from tests.helpers import insert_posts
 
 JSON = {"Accept": "application/json"}
@@ -65,7 +67,7 @@ def test_cancelling_a_running_export_stops_it_with_nothing_stored_or_sent(
     alice = auth.signed_in("alice")
     with app.app_context():
         insert_posts(alice, [f"post {i}" for i in range(300_000)])
-    caplog.set_level(logging.INFO, logger="microblog.jobs.runner")
+    caplog.set_level(logging.INFO, logger="microblog.jobs.worker.runner")
     task_id = start_export(client)
     recorded_events.wait_for(
         lambda m: m.data["task_id"] == task_id and m.data["status"] == "running" and m.data["done"]
@@ -95,8 +97,7 @@ def test_trying_a_failed_export_again_starts_a_new_one_that_succeeds(
     alice = auth.signed_in("alice")
     with app.app_context():
         failed = launch(export_posts, alice)
-        failed.fail("The email could not be sent.")
-        db.session.commit()
+        end(failed.id, TaskStatus.FAILED, error="The email could not be sent.")
         failed_id = failed.id
     # When its user tries again from the card (a browser without JavaScript)
     response = client.post(f"/tasks/{failed_id}/retry", data={"next": "/explore"})
@@ -201,3 +202,25 @@ def test_a_task_waiting_out_an_outage_says_so_and_can_be_cancelled(
     assert response.status_code == 200
     assert recorded_events.finished(task_id).data["status"] == "cancelled"
     assert task_row(app, task_id).status == "cancelled"
+
+
+def test_a_task_ends_once_and_its_end_is_announced_once(app, make_user):
+    # Given a queued task (no worker runs here)
+    alice = make_user("alice")
+    with app.app_context():
+        task_id = launch(export_posts, alice).id
+
+        # When two enders race, one after the other: a cancel, then a late failure
+        cancelled = end(task_id, TaskStatus.CANCELLED)
+        late = end(task_id, TaskStatus.FAILED, error="too late")
+
+        # Then the first wins, the second changes nothing, and one final event went out
+        assert cancelled is not None and late is None
+        assert db.session.get(Task, task_id).status == TaskStatus.CANCELLED
+        log = missed_since(channel_for(alice), "0")
+        assert [m.type for m in log if m.data["task_id"] == task_id] == [
+            "task.progress",
+            "task.finished",
+        ]
+        with pytest.raises(ValueError):
+            end(task_id, TaskStatus.RUNNING)  # not a final status

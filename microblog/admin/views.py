@@ -13,13 +13,13 @@ from flask_login import current_user
 
 from microblog.auth.models import find_user
 from microblog.extensions import csrf
-from microblog.jobs import events
-from microblog.jobs.broker import live_workers, queue_stats, unknown_job_types
 from microblog.jobs.models import TaskFilter, TaskStatus, find_tasks
 from microblog.jobs.registry import job_types
 from microblog.jobs.views import cancel_and_answer, retry_and_answer, task_or_404
+from microblog.jobs.worker.liveness import live_workers, queue_stats, unknown_job_types
+from microblog.live.channel import OPERATORS
+from microblog.live.stream import sse, stream_url
 from microblog.models import DURATION_HINT, age, parse_duration, utcnow
-from microblog.stream import sse, stream_url
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf.exempt(bp)  # checked by admins_only, after the role
@@ -71,7 +71,7 @@ def tasks():
         age=age,
         statuses=[str(status) for status in TaskStatus],
         job_types=list(job_types()),
-        admin_stream_url=stream_url(events.OPERATORS, "admin.stream"),
+        admin_stream_url=stream_url(OPERATORS, "admin.stream"),
     ), 400 if errors else 200
 
 
@@ -120,4 +120,4 @@ def retry(task_id: str):
 @bp.route("/stream")
 def stream():
     """Every user's task events (the operators' channel), for the tasks page."""
-    return sse.open_stream(events.OPERATORS, role=lambda user: user.is_admin)
+    return sse.open_stream(OPERATORS, role=lambda user: user.is_admin)

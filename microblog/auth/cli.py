@@ -1,12 +1,12 @@
 """Operators' commands for accounts: ``flask --app wsgi users …``."""
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from microblog.auth.models import User, find_user
+from microblog.auth.sessions import admin_revoked
 from microblog.extensions import db
-from microblog.jobs import events
-from microblog.stream import close_streams
 
 
 @click.group("users")
@@ -42,5 +42,5 @@ def set_admin(username: str, admin: bool) -> None:
     user.is_admin = admin
     db.session.commit()
     if not admin:  # the operators' page open in their browser stops hearing at once
-        close_streams([events.OPERATORS], user.id)
+        admin_revoked.send(current_app._get_current_object(), user_id=user.id)
     click.echo(f"{user.username} is {'an admin' if admin else 'no longer an admin'}")

@@ -4,12 +4,17 @@ Flask-Login keeps ``User.get_id()`` in the session cookie and in the remember-me
 that id is the sign-in's token, not the user's id, so deleting the row (logout, a password
 change, "sign out everywhere") turns every copy of those cookies into an anonymous visitor's.
 The table keeps only a hash of each token: a leaked database cannot be replayed as cookies.
+
+Whoever holds something a sign-in opened (the live channel's streams) listens to
+:data:`sign_ins_closed` and :data:`admin_revoked`, which are sent once a revocation is
+committed.
 """
 
 import hashlib
 import secrets
 from datetime import datetime
 
+from blinker import Namespace
 from flask import current_app
 from sqlalchemy import ForeignKey, String, bindparam, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -18,6 +23,13 @@ from microblog.auth.models import User
 from microblog.extensions import db, login_manager
 from microblog.models import utcnow
 from microblog.types import UTCDateTime
+
+_signals = Namespace()
+# Sent after sign-ins are revoked and committed; ``sign_ins`` holds their token hashes, or is
+# None for every sign-in of ``user_id``.
+sign_ins_closed = _signals.signal("sign-ins-closed")
+# Sent after ``user_id`` lost the admin role, committed.
+admin_revoked = _signals.signal("admin-revoked")
 
 
 class SignIn(db.Model):

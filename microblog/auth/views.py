@@ -20,10 +20,13 @@ from microblog.auth.forms import (
     SignOutEverywhereForm,
 )
 from microblog.auth.models import User, canonical, find_user
-from microblog.auth.sessions import close_all_sign_ins, close_sign_in, open_sign_in
+from microblog.auth.sessions import (
+    close_all_sign_ins,
+    close_sign_in,
+    open_sign_in,
+    sign_ins_closed,
+)
 from microblog.extensions import db
-from microblog.jobs import events
-from microblog.stream import close_streams
 from microblog.throttle import limit
 from microblog.urls import safe_next
 
@@ -53,10 +56,10 @@ def sign_in(user: User, remember: bool) -> None:
     login_user(user, remember=remember)
 
 
-def close_streams_of(user_id: int, sign_ins: list[str] | None = None) -> None:
-    """End the open streams of revoked sign-ins (all the user's by default), the operators'
-    page's included."""
-    close_streams([events.channel_for(user_id), events.OPERATORS], user_id, sign_ins)
+def announce_revoked(user_id: int, sign_ins: list[str] | None = None) -> None:
+    """Say that sign-ins of ``user_id`` (all by default) are revoked, now committed: what they
+    opened, the live streams among them, ends."""
+    sign_ins_closed.send(current_app._get_current_object(), user_id=user_id, sign_ins=sign_ins)
 
 
 def sign_out() -> None:
@@ -109,7 +112,7 @@ def logout():
     user_id = current_user.id
     closed = close_sign_in(current_user)
     db.session.commit()
-    close_streams_of(user_id, closed)
+    announce_revoked(user_id, closed)
     sign_out()
     flash("You have been signed out.", "info")
     return redirect(url_for("posts.index"))
@@ -130,7 +133,7 @@ def account():
             remembered = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
             sign_in(user, remember=remembered)
             # Every stream open now is an old sign-in's; the new one's open after this answer.
-            close_streams_of(user.id)
+            announce_revoked(user.id)
             flash("Your password is changed; every other device is signed out.", "success")
             return redirect(url_for("auth.account"))
     return render_template(
@@ -144,7 +147,7 @@ def sign_out_everywhere():
     user_id = current_user.id
     close_all_sign_ins(current_user)
     db.session.commit()
-    close_streams_of(user_id)
+    announce_revoked(user_id)
     sign_out()
     flash("You have been signed out on every device.", "info")
     return redirect(url_for("auth.login"))

@@ -11,11 +11,11 @@ from microblog.exports.archive import spooled_file, write_archive
 from microblog.exports.email import deliver_export_email
 from microblog.exports.models import CHUNK_SIZE, Archive, ArchiveChunk
 from microblog.extensions import db
-from microblog.jobs.attempts import hold
+from microblog.jobs.attempts import Attempt, hold
 from microblog.jobs.models import Task
 from microblog.jobs.progress import ProgressReporter
-from microblog.jobs.reaper import chore
-from microblog.jobs.runner import JobError, job
+from microblog.jobs.registry import chore
+from microblog.jobs.worker.runner import JobError, job
 from microblog.models import utcnow
 
 
@@ -40,19 +40,22 @@ def size(count: int) -> str:
 @job(
     description="Exporting your posts",
     result_endpoint="exports.download",
+    result_label="Download your archive",
     summary=archive_summary,
 )
-def export_posts(task: Task, progress: ProgressReporter) -> None:
+def export_posts(task: Task, attempt: Attempt, progress: ProgressReporter) -> None:
     """Export the user's posts; a redelivered run reuses a stored archive and sent email."""
     user = db.session.get(User, task.user_id)
     if user is None:
         raise JobError("Your account no longer exists.")
-    archive = db.session.get(Archive, task.id) or build_and_store(task, user, progress)
+    archive = db.session.get(Archive, task.id) or build_and_store(task, user, attempt, progress)
     if archive.emailed_at is None:
-        deliver_export_email(user, archive, progress.attempt)
+        deliver_export_email(user, archive, attempt)
 
 
-def build_and_store(task: Task, user: User, progress: ProgressReporter) -> Archive:
+def build_and_store(
+    task: Task, user: User, attempt: Attempt, progress: ProgressReporter
+) -> Archive:
     """Write the archive to a spooled file, then store it in chunks in one transaction."""
     with spooled_file() as buffer:
         post_count, json_size = write_archive(user, buffer, progress)
@@ -67,7 +70,7 @@ def build_and_store(task: Task, user: User, progress: ProgressReporter) -> Archi
         db.session.add(archive)
         db.session.flush()  # the chunks refer to it
         store_chunks(task.id, buffer)
-        hold(db.session, progress.attempt)  # only the task's current attempt stores it
+        hold(db.session, attempt)  # only the task's current attempt stores it
         db.session.commit()
     return archive
 

@@ -13,11 +13,11 @@ from microblog.auth.cli import user_or_fail
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.jobs import control
-from microblog.jobs.broker import live_workers, queue_stats, unknown_job_types
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive
 from microblog.jobs.models import Task, TaskFilter, TaskStatus, find_tasks
-from microblog.jobs.reaper import run_pass
 from microblog.jobs.recording import Recording, replay
+from microblog.jobs.worker.liveness import live_workers, queue_stats, unknown_job_types
+from microblog.jobs.worker.reaper import run_pass
 from microblog.models import DURATION_HINT, age, parse_duration, utcnow
 
 

@@ -15,9 +15,9 @@ moved on.
 
 from microblog.extensions import db
 from microblog.jobs import events, registry
+from microblog.jobs.ending import end
 from microblog.jobs.launch import launch
-from microblog.jobs.models import RETRYABLE_STATUSES, Task, TaskStatus, end_if_active
-from microblog.jobs.progress import announce, announce_finished
+from microblog.jobs.models import RETRYABLE_STATUSES, Task, TaskStatus
 from microblog.models import utcnow
 
 
@@ -43,11 +43,9 @@ def cancel(task: Task) -> None:
     :raise TooLateToCancel: it is delivering its result.
     :raise NotCancellable: it had ended already (perhaps a moment ago).
     """
-    if not end_if_active(task.id, TaskStatus.CANCELLED, uncommitted=True, error=None):
+    if end(task.id, TaskStatus.CANCELLED, uncommitted=True, error=None) is None:
         db.session.refresh(task)
         raise (TooLateToCancel if task.is_active else NotCancellable)(task.id)
-    db.session.refresh(task)
-    announce_finished(task)
 
 
 def retry(task: Task) -> Task:
@@ -73,4 +71,4 @@ def dismiss(task: Task) -> None:
         raise NotDismissable(task.id)
     task.dismissed_at = task.dismissed_at or utcnow()
     db.session.commit()
-    announce(task.user_id, events.DISMISSED, events.task_data(task))
+    events.announce(events.DISMISSED, task)

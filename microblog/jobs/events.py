@@ -1,133 +1,92 @@
-"""Task events: one private channel per user, ids that increase, and a log to replay.
+"""The task events: the one contract between the jobs and every page that shows a task.
 
-Each event is appended to a capped Redis Stream ``events:{user.<id>}`` and published on the
-pub/sub channel ``user.<id>`` in one Lua script, so the log order, the publish order and the
-event ids (the stream's entry ids) always agree. Messages keep flask-sse's wire format.
+Every event about a task has one of the types below and a :class:`TaskEvent` as its data.
+The same shape is rendered by the server (the task cards, ``GET /tasks/<id>``), kept up to
+date by ``static/js/tasks.js``, copied to the admin page, recorded by
+:mod:`microblog.jobs.recording` and kept in ``tests/golden/``. ``docs/events.md`` describes it
+for readers of the browser's side.
 
-The log's hash tag is its channel's name, so on a Redis Cluster a channel and its log map to
-the same slot (a name without braces is hashed whole). That keeps the way open to sharded
-pub/sub (``SPUBLISH``/``SSUBSCRIBE``, which has no pattern form): each script would touch one
-node, the one its channel's listeners read from.
-
-A copy of every event, with its ``user_id``, goes the same way on the operators' channel
-``operators`` (its own log, its own ids), which only the admin page listens to. It is a second
-script call rather than part of the first, so that each script touches one channel's keys:
-on a Redis Cluster those may live on different nodes.
+A job type adds to it only through its declaration (see ``@job``): where a succeeded task's
+result lives (``result_endpoint`` → ``url``), what the link to it says (``result_label``) and
+a few words about it (``summary``). Events travel on the user's live channel
+(:mod:`microblog.live.channel`); a Redis outage costs the live view, never the task.
 """
 
-import json
-from typing import Any
+from typing import Any, TypedDict
 
-import redis
-from flask import current_app
-from flask_sse import Message
-
-from microblog import metrics
 from microblog.jobs import registry
-from microblog.jobs.models import Task
+from microblog.jobs.models import Task, TaskStatus
+from microblog.live import channel
+from microblog.urls import site_path
 
-PROGRESS = "task.progress"
-FINISHED = "task.finished"
+PROGRESS = "task.progress"  # queued, running (with its progress), or waiting out an outage
+FINISHED = "task.finished"  # reached succeeded, failed or cancelled; sent once per task
 DISMISSED = "task.dismissed"  # its user closed a finished task's card
-OPERATORS = "operators"  # every user's events, for the admin page
-LOG_LENGTH = 200  # events kept per channel for resuming streams
-LOG_TTL_SECONDS = 24 * 3600
-
-# KEYS: log stream, pub/sub channel. ARGV: type, JSON data, max log length, ttl.
-_APPEND_AND_PUBLISH = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
-                      'type', ARGV[1], 'data', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-local message = '{"data": ' .. ARGV[2] .. ', "type": ' .. cjson.encode(ARGV[1]) ..
-    ', "id": ' .. cjson.encode(id) .. '}'
-redis.call('PUBLISH', KEYS[2], message)
-return id
-"""
+TYPES = (PROGRESS, FINISHED, DISMISSED)
 
 
-def channel_for(user_id: int) -> str:
-    """Return the private channel of a user; clients never choose it."""
-    return f"user.{user_id}"
+class TaskEvent(TypedDict):
+    """The data of every task event, and the card the pages render. A field that does not
+    apply is null, never missing."""
+
+    task_id: str
+    name: str  # the job type
+    description: str  # what the user sees, e.g. "Exporting your posts"
+    status: str  # a TaskStatus
+    attempt: int  # attempts started so far (0 while first queued)
+    progress: int  # 0-100
+    done: int
+    total: int | None  # null until the job knows how much there is to do
+    error: str | None  # failed: why, for the user; active: the outage it waits out
+    url: str | None  # succeeded: the result's path on this site, if the type keeps one
+    result_label: str | None  # the text of the link to ``url``, e.g. "Download your archive"
+    summary: str | None  # succeeded: the result in a few words, e.g. "12 posts · 1.2 KB"
+    finished_at: str | None  # ISO 8601, UTC
+    retry_at: str | None  # waiting out an outage: when the next attempt starts (ISO 8601)
+    max_attempts: int | None  # attempts an outage may take in all; null for an unknown type
 
 
-def log_key(channel: str) -> str:
-    """Return the key of ``channel``'s event log, in the same Redis Cluster slot."""
-    return f"events:{{{channel}}}"
-
-
-POOL_SIZE = 20  # Redis connections per process for events, however many streams ask at once
-
-
-def redis_client() -> redis.Redis:
-    """Return the app's shared Redis client: one pool of at most ``POOL_SIZE`` connections
-    per process. A thousand streams opening at once (each reads the log) wait their turn
-    for a connection instead of opening a thousand."""
-    client = current_app.extensions.get("microblog.redis")
-    if client is None:
-        pool = redis.BlockingConnectionPool.from_url(
-            current_app.config["REDIS_URL"],
-            max_connections=POOL_SIZE,
-            timeout=5,  # longest wait for a free connection
-            socket_timeout=5,
-            socket_connect_timeout=2,  # a page must not hang on an unreachable Redis
-            health_check_interval=30,
-        )
-        client = redis.Redis(connection_pool=pool)
-        current_app.extensions["microblog.redis"] = client
-    return client
-
-
-def publish(user_id: int, type: str, data: dict[str, Any]) -> str:
-    """Log and publish one event on the user's channel, and a copy for operators; return the
-    user's event id."""
-    event_id = _append_and_publish(channel_for(user_id), type, data)
-    metrics.EVENTS_PUBLISHED.labels(type).inc()
-    _append_and_publish(OPERATORS, type, data | {"user_id": user_id})
-    return event_id
-
-
-def _append_and_publish(channel: str, type: str, data: dict[str, Any]) -> str:
-    script = redis_client().register_script(_APPEND_AND_PUBLISH)
-    event_id = script(
-        keys=[log_key(channel), channel],
-        args=[type, json.dumps(data), LOG_LENGTH, LOG_TTL_SECONDS],
+def task_event(task: Task, **changes: Any) -> TaskEvent:
+    """Return the event data of ``task`` as its row says, with ``changes`` (fields of
+    :class:`TaskEvent`) applied: what a writer knows that the loaded row does not yet."""
+    job_type = registry.find(task.name)
+    succeeded = task.status == TaskStatus.SUCCEEDED and job_type is not None
+    endpoint = job_type.result_endpoint if succeeded else None
+    event = TaskEvent(
+        task_id=task.id,
+        name=task.name,
+        description=task.description,
+        status=str(task.status),
+        attempt=task.attempts,
+        progress=task.progress,
+        done=task.done,
+        total=task.total,
+        error=task.error,
+        url=site_path(endpoint, task_id=task.id) if endpoint else None,
+        result_label=job_type.result_label if endpoint else None,
+        summary=job_type.summary(task) if succeeded and job_type.summary else None,
+        finished_at=task.finished_at.isoformat() if task.finished_at else None,
+        retry_at=task.retry_at.isoformat() if task.retry_at else None,
+        max_attempts=registry.max_attempts(task.name),
     )
-    return event_id.decode() if isinstance(event_id, bytes) else event_id
+    return amend(event, **changes)
 
 
-def latest_id(channel: str) -> str:
-    """Return the id of the newest logged event of ``channel``, or "0" if there is none."""
-    entries = redis_client().xrevrange(log_key(channel), count=1)
-    return entries[0][0].decode() if entries else "0"
+def amend(event: TaskEvent, **changes: Any) -> TaskEvent:
+    """Return ``event`` with ``changes``, which must be fields of :class:`TaskEvent`."""
+    unknown = changes.keys() - TaskEvent.__annotations__.keys()
+    if unknown:
+        raise KeyError(f"not fields of a task event: {', '.join(sorted(unknown))}")
+    return TaskEvent(**(event | changes))
 
 
-def missed_since(channel: str, last_id: str) -> list[Message]:
-    """Return the logged events of ``channel`` after ``last_id``, oldest first."""
-    entries = redis_client().xrange(log_key(channel), min=f"({last_id}", max="+")
-    return [
-        Message(json.loads(fields[b"data"]), type=fields[b"type"].decode(), id=entry_id.decode())
-        for entry_id, fields in entries
-    ]
+def announce(type: str, task: Task, **changes: Any) -> None:
+    """Tell the task's user (every open tab) and the operators of ``task``, as ``type``."""
+    send(task.user_id, type, task_event(task, **changes))
 
 
-def task_data(task: Task, url: str | None = None, summary: str | None = None) -> dict[str, Any]:
-    """Return the JSON body of an event about ``task``; a succeeded task's result, if any, is
-    at ``url`` and described by ``summary`` (e.g. "12,345 posts · 1.2 MB")."""
-    return {
-        "task_id": task.id,
-        "name": task.name,
-        "description": task.description,
-        "status": str(task.status),
-        "attempt": task.attempts,
-        "progress": task.progress,
-        "done": task.done,
-        "total": task.total,
-        "error": task.error,
-        "url": url,
-        "summary": summary,
-        "finished_at": task.finished_at.isoformat() if task.finished_at else None,
-        # While waiting out an outage (``error`` says for what): when the next attempt starts,
-        # and how many attempts an outage may take in all.
-        "retry_at": task.retry_at.isoformat() if task.retry_at else None,
-        "max_attempts": registry.max_attempts(task.name),
-    }
+def send(user_id: int, type: str, event: TaskEvent) -> None:
+    """Publish an event already built (e.g. kept from before the database went away)."""
+    if type not in TYPES:
+        raise ValueError(f"not a task event type: {type!r}")
+    channel.announce(user_id, type, dict(event))

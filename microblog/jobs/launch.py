@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from microblog.extensions import db
 from microblog.jobs import events, registry
-from microblog.jobs.models import Task
-from microblog.jobs.progress import announce, announce_finished
+from microblog.jobs.ending import end
+from microblog.jobs.models import Task, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,17 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
         raise TaskAlreadyActive(actor.actor_name) from error
     # Announce "queued" before sending: once sent, a fast worker's "running" could otherwise
     # reach the browser first and be followed by a stale "queued".
-    announce(user_id, events.PROGRESS, events.task_data(task))
+    events.announce(events.PROGRESS, task)
     try:
         broker = current_app.extensions["dramatiq"]  # this app's, whatever app came last
         broker.enqueue(actor.message(task.id).copy(message_id=task.id))
     except (redis.RedisError, BrokerConnectionError) as error:
         log.error("could not enqueue task %s: %s", task.id, error)
-        task.fail(
-            "The job queue is unreachable right now, so the job could not start.",
-            detail=f"enqueue failed: {type(error).__name__}: {error}",
+        end(
+            task.id,
+            TaskStatus.FAILED,
+            error="The job queue is unreachable right now, so the job could not start.",
+            failure_detail=f"enqueue failed: {type(error).__name__}: {error}",
         )
-        db.session.commit()
-        announce_finished(task)
         raise QueueUnavailable(task.id) from error
     return task

@@ -15,9 +15,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     select,
-    true,
     tuple_,
-    update,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,12 +34,9 @@ class TaskStatus(enum.StrEnum):
 
 
 ACTIVE_STATUSES = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+FINAL_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 RETRYABLE_STATUSES = (TaskStatus.FAILED, TaskStatus.CANCELLED)
 _ACTIVE_SQL = "status IN ('queued', 'running')"
-
-
-class FinalStateError(RuntimeError):
-    """A finished task was asked to change; final states never move."""
 
 
 def new_task_id() -> str:
@@ -105,36 +100,6 @@ class Task(db.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
-
-    def fail(self, reason: str, detail: str | None = None) -> None:
-        self._ensure_not_final()
-        self.status = TaskStatus.FAILED
-        self.error = reason
-        self.failure_detail = detail
-        self.finished_at = utcnow()
-
-    def _ensure_not_final(self) -> None:
-        if not self.is_active:
-            raise FinalStateError(f"task {self.id} is already {self.status}")
-
-
-def end_if_active(
-    task_id: str, status: TaskStatus, *, uncommitted: bool = False, **values: Any
-) -> bool:
-    """Move a queued or running task to a final ``status`` (with ``values``) in one
-    conditional UPDATE, and commit; return False if it had already ended, and leave it so.
-    With ``uncommitted``, also leave a task that has begun delivering its result."""
-    now = utcnow()
-    ended = db.session.scalar(
-        update(Task)
-        .where(Task.id == task_id, Task.status.in_(ACTIVE_STATUSES))
-        .where(Task.committed_at.is_(None) if uncommitted else true())
-        .values(status=status, finished_at=now, updated_at=now, **values)
-        .returning(Task.id)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-    return ended is not None
 
 
 def percentage(done: int, total: int | None) -> int:

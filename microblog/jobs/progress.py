@@ -1,18 +1,12 @@
 """Turn "done of total" into a few durable, published progress updates a second."""
 
-import logging
 import time
 from collections.abc import Callable
 
-import redis
-
-from microblog import metrics
 from microblog.extensions import db
 from microblog.jobs import events
 from microblog.jobs.attempts import Attempt, hold
 from microblog.jobs.models import Task, TaskStatus, percentage
-
-log = logging.getLogger(__name__)
 
 
 class ProgressReporter:
@@ -62,24 +56,11 @@ class ProgressReporter:
         progress = percentage(self.done, self.total)
         with db.engine.begin() as connection:
             hold(connection, self.attempt, done=self.done, total=self.total, progress=progress)
-        data = events.task_data(self.task) | {
-            "status": str(TaskStatus.RUNNING),
-            "done": self.done,
-            "total": self.total,
-            "progress": progress,
-        }
-        announce(self.task.user_id, events.PROGRESS, data)
-
-
-def announce_finished(task: Task, url: str | None = None, summary: str | None = None) -> None:
-    """Count a task that reached its final status, and tell its user's tabs and the operators."""
-    metrics.task_ended(task)
-    announce(task.user_id, events.FINISHED, events.task_data(task, url, summary))
-
-
-def announce(user_id: int, type: str, data: dict) -> None:
-    """Publish an event; a Redis outage costs the live view, never the job (SQL has the truth)."""
-    try:
-        events.publish(user_id, type, data)
-    except redis.RedisError as error:
-        log.warning("could not publish %s for task %s: %s", type, data.get("task_id"), error)
+        events.announce(
+            events.PROGRESS,
+            self.task,
+            status=str(TaskStatus.RUNNING),
+            done=self.done,
+            total=self.total,
+            progress=progress,
+        )

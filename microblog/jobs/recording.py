@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from microblog.jobs import events
+from microblog.live import channel
 
 PLACEHOLDER_TASK = "<task id>"
 PLACEHOLDER_TIME = "<time>"
@@ -91,7 +92,7 @@ def replay(
             sleep(max(0, event["after_ms"] - previous_ms) / 1000 / speed)
         previous_ms = event["after_ms"]
         data = _with_task_id(event["data"], task_id)
-        ids.append(events.publish(user_id, event["type"], data))
+        ids.append(channel.publish(user_id, event["type"], data))
     return ids
 
 

@@ -1,10 +1,12 @@
-"""Job types: one record each, from the modules ``JOB_MODULES`` names.
+"""Job types and chores: one record each, from the modules ``JOB_MODULES`` names.
 
-A job type is declared by :func:`microblog.jobs.runner.job` in a job module. Which modules
+A job type is declared by :func:`microblog.jobs.worker.runner.job` in a job module, a chore
+(work for every reaper pass, e.g. deleting expired files) by :func:`chore`. Which modules
 make up the product is configuration (``JOB_MODULES``), read by ``create_app``, so the web
 processes and ``dramatiq tasks`` load the same list, whatever else either happens to import.
 The app's broker knows exactly the types of those modules; a job module imported for another
-reason (a view) adds nothing to an app that does not list it.
+reason (a view) adds nothing to an app that does not list it: neither its job types nor its
+chores.
 """
 
 import importlib
@@ -26,6 +28,7 @@ class JobType:
     actor: dramatiq.Actor  # named after the job's function; takes a task id
     description: str  # what the user sees on the card, e.g. "Exporting your posts"
     result_endpoint: str | None = None  # takes task_id: where a succeeded task's result is
+    result_label: str = "See the result"  # the text of the link to it
     summary: "Callable[[Task], str | None] | None" = None  # a succeeded task's result in words
 
     @property
@@ -46,6 +49,7 @@ class JobType:
 
 
 _types: dict[str, JobType] = {}  # every type declared in this process, by name
+_chores: dict[str, list[Callable[[], object]]] = {}  # every chore declared, by module
 
 
 class DuplicateJobType(Exception):
@@ -61,19 +65,32 @@ def declare(job_type: JobType) -> None:
     _types[job_type.name] = job_type
 
 
+def chore(function: Callable[[], object]) -> Callable[[], object]:
+    """Run ``function`` on every reaper pass of the apps whose ``JOB_MODULES`` list its module."""
+    _chores.setdefault(function.__module__, []).append(function)
+    return function
+
+
 def load(app: Flask) -> dict[str, JobType]:
-    """Import the app's job modules; return their job types by name, and keep them."""
+    """Import the app's job modules; return their job types by name, and keep them and the
+    modules' chores."""
     modules = app.config["JOB_MODULES"]
     for module in modules:
         importlib.import_module(module)
     mine = {name: t for name, t in sorted(_types.items()) if t.module in modules}
     app.extensions["microblog.job_types"] = mine
+    app.extensions["microblog.chores"] = [f for m in modules for f in _chores.get(m, [])]
     return mine
 
 
 def job_types() -> dict[str, JobType]:
     """Return the current app's job types by name."""
     return current_app.extensions["microblog.job_types"]
+
+
+def chores() -> list[Callable[[], object]]:
+    """Return the current app's chores, in the order of its ``JOB_MODULES``."""
+    return current_app.extensions["microblog.chores"]
 
 
 def find(name: str) -> JobType | None:

@@ -14,9 +14,8 @@ from microblog.jobs import control, events
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive, launch
 from microblog.jobs.models import Task, tasks_to_show
 from microblog.jobs.registry import job_types
-from microblog.jobs.runner import result_of
+from microblog.live.stream import stream_url
 from microblog.models import utcnow
-from microblog.stream import stream_url
 from microblog.urls import safe_next
 
 bp = Blueprint("jobs", __name__, url_prefix="/tasks")
@@ -45,7 +44,7 @@ def task_or_404(task_id: str, user_id: int | None = None) -> Task:
 @login_required
 def show(task_id: str):
     task = own_task_or_404(task_id)
-    return jsonify(events.task_data(task, **result_of(task)))
+    return jsonify(events.task_event(task))
 
 
 @bp.route("/start/<name>", methods=["POST"])
@@ -145,4 +144,4 @@ def inject_tasks() -> dict:
     # and everything before it is already in the rows rendered.
     url = stream_url()
     tasks = tasks_to_show(current_user.id, since=utcnow() - RECENT)
-    return {"tasks": [events.task_data(t, **result_of(t)) for t in tasks], "stream_url": url}
+    return {"tasks": [events.task_event(t) for t in tasks], "stream_url": url}

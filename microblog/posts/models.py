@@ -115,8 +115,8 @@ class Listing:
 class HomeTimeline(Listing):
     """A user's own posts and those of everyone they follow.
 
-    Selecting them all and sorting costs as much as the followed set has posts: at a million
-    posts, tens of milliseconds a page. Two reads that stop early instead:
+    Selecting them all and sorting costs as much as the followed set has posts, which grows
+    without bound. Two reads that stop early instead:
 
     1. Walk the newest posts of the whole site in index order, a window of ``WINDOW`` pages'
        worth, and keep the followed set's. When the followed set writes a fair share of the

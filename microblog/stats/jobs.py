@@ -1,17 +1,19 @@
 """The word count: the smallest complete job type. Read it before writing one.
 
-A job is a function of the task and its progress reporter, declared with ``@job`` in a module
-that ``JOB_MODULES`` lists. It reads its data in chunks, tells the reporter as it goes, and
-returns a little JSON, kept as the task's result; ``summary`` turns that into the card's line.
+A job is a function of the task, its attempt and its progress reporter, declared with ``@job``
+in a module that ``JOB_MODULES`` lists. It reads its data in chunks, tells the reporter as it
+goes, and returns a little JSON, kept as the task's result; ``summary`` turns that into the
+card's line. ``attempt`` is the fencing token for writes of its own (this job has none).
 Retries, time limit, cancellation, the live card and the final event come from the runner.
 """
 
 import re
 from collections import Counter
 
+from microblog.jobs.attempts import Attempt
 from microblog.jobs.models import Task
 from microblog.jobs.progress import ProgressReporter
-from microblog.jobs.runner import job
+from microblog.jobs.worker.runner import job
 from microblog.posts.models import count_posts, post_rows
 
 WORD = re.compile(r"\w+(?:['’]\w+)*")  # letters and digits of any script; "don't" is one
@@ -25,7 +27,7 @@ def describe(task: Task) -> str:
 
 
 @job(description="Counting your words", summary=describe, time_limit=5 * 60_000)
-def count_words(task: Task, progress: ProgressReporter) -> dict:
+def count_words(task: Task, attempt: Attempt, progress: ProgressReporter) -> dict:
     """Count the words of the user's posts, and the ten most used."""
     progress.start(count_posts(task.user_id))
     words: Counter[str] = Counter()

@@ -79,7 +79,7 @@
       const link = document.createElement("a");
       link.className = "task-download";
       link.href = task.url;
-      link.textContent = "Download your archive";
+      link.textContent = task.result_label;
       result.append(link);
     } else if (task.status === "failed") {
       const error = document.createElement("span");

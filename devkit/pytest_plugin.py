@@ -1,4 +1,4 @@
-"""A pytest plugin for testing job types on real services: ``pytest -p microblog.testing``.
+"""A pytest plugin for testing job types on real services: ``pytest -p devkit.pytest_plugin``.
 
 It starts a real Redis server and a real SMTP server (aiosmtpd) on free loopback ports once
 per session, and gives each test:
@@ -29,9 +29,9 @@ from dramatiq import Worker
 from flask import Flask
 from flask_sse import Message
 
+from devkit.services import MailCatcher, RedisServer
 from microblog.jobs.launch import launch
 from microblog.jobs.recording import Recording, comparable, replay
-from microblog.services import MailCatcher, RedisServer
 
 __all__ = ["EventRecorder", "Recording", "replay"]
 

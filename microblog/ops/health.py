@@ -11,9 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from microblog.extensions import db
-from microblog.jobs.broker import live_workers
+from microblog.jobs.worker.liveness import live_workers
+from microblog.live.stream import open_streams, subscription_state
 from microblog.mailer import open_relay
-from microblog.stream import open_streams, subscription_state
 
 bp = Blueprint("health", __name__)
 

@@ -1,10 +1,11 @@
 """Declare job types and run one attempt of a task.
 
-A job type is a function ``body(task, progress)`` decorated with :func:`job`. The decorator
-makes it a Dramatiq actor that takes only a task id and does the bookkeeping every job needs:
-start a fenced attempt (skipping a task already final), run the body, and record success or
-the *final* failure with a reason the user can read. ``progress.attempt`` is the attempt's
-fencing token, for the body's own writes (see :mod:`microblog.jobs.attempts`).
+A job type is a function ``body(task, attempt, progress)`` decorated with :func:`job`. The
+decorator makes it a Dramatiq actor that takes only a task id and does the bookkeeping every
+job needs: start a fenced attempt (skipping a task already final), run the body, and record
+success or the *final* failure with a reason the user can read (through
+:func:`microblog.jobs.ending.end`). ``attempt`` is the fencing token, for the body's own
+writes (see :mod:`microblog.jobs.attempts`); ``progress`` reports how far it is.
 
 Outages of a dependency (the database, Redis, the mail relay) are expected: the attempt's
 session is discarded (its connection may be dead, so it is not trusted to roll back), the
@@ -38,20 +39,22 @@ from sqlalchemy.exc import SQLAlchemyError
 from microblog import metrics
 from microblog.database import discard_session
 from microblog.extensions import db
-from microblog.jobs import broker as glue
 from microblog.jobs import events, registry
 from microblog.jobs.attempts import Attempt, AttemptSuperseded, hold, start_attempt
-from microblog.jobs.models import Task, TaskStatus, end_if_active
-from microblog.jobs.progress import ProgressReporter, announce, announce_finished
+from microblog.jobs.ending import end
+from microblog.jobs.events import TaskEvent
+from microblog.jobs.models import Task, TaskStatus
+from microblog.jobs.progress import ProgressReporter
 from microblog.jobs.registry import JobType
+from microblog.jobs.worker.broker import placeholder_broker
+from microblog.jobs.worker.liveness import live_workers
 from microblog.models import utcnow
 from microblog.outages import is_outage
-from microblog.urls import site_path
 
 log = logging.getLogger(__name__)
 
 # A job's body: it may return a little JSON (a dict, a list…), kept as the task's result.
-JobBody = Callable[[Task, ProgressReporter], object]
+JobBody = Callable[[Task, Attempt, ProgressReporter], object]
 CRASHED_TOO_OFTEN = "The job stopped unexpectedly too many times; please try again later."
 UNKNOWN_JOB_TYPE = (
     "This kind of job cannot run right now (an update is under way). "
@@ -73,6 +76,7 @@ def job(
     time_limit: int = 15 * 60_000,
     crash_allowance: int = 2,
     result_endpoint: str | None = None,
+    result_label: str = "See the result",
     summary: Callable[[Task], str | None] | None = None,
 ) -> Callable[[JobBody], dramatiq.Actor]:
     """Make ``body`` a job type; its actor is named after the function.
@@ -86,6 +90,7 @@ def job(
     :param crash_allowance: extra attempts for runs that killed their worker (the broker
         redelivers those without limit); past that the task fails.
     :param result_endpoint: endpoint taking ``task_id`` where a finished task's result lives.
+    :param result_label: the text of the card's link to it, e.g. "Download your archive".
     :param summary: ``summary(task)`` describes a succeeded task's result in a few words for
         its card, e.g. "12,345 posts · 1.2 MB".
     """
@@ -99,7 +104,7 @@ def job(
         perform.__module__, perform.__qualname__ = body.__module__, body.__qualname__
         actor = dramatiq.Actor(
             perform,
-            broker=glue.placeholder_broker(),
+            broker=placeholder_broker(),
             actor_name=body.__name__,
             queue_name=queue_name,
             priority=0,
@@ -110,22 +115,10 @@ def job(
                 "time_limit": time_limit,
             },
         )
-        registry.declare(JobType(actor, description, result_endpoint, summary))
+        registry.declare(JobType(actor, description, result_endpoint, result_label, summary))
         return actor
 
     return decorate
-
-
-def result_of(task: Task) -> dict[str, str | None]:
-    """Return where a succeeded task's result is and what it is, for its card and events."""
-    job_type = registry.find(task.name)
-    if job_type is None or task.status != TaskStatus.SUCCEEDED:
-        return {"url": None, "summary": None}
-    endpoint, summarize = job_type.result_endpoint, job_type.summary
-    return {
-        "url": site_path(endpoint, task_id=task.id) if endpoint else None,
-        "summary": summarize(task) if summarize else None,
-    }
 
 
 def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
@@ -146,9 +139,9 @@ def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
             return
         task = db.session.get(Task, task_id)
         metrics.TASK_ATTEMPTS.labels(task.name).inc()
-        card = events.task_data(task)  # kept: with the database away, the task cannot be read
-        announce(task.user_id, events.PROGRESS, card)
-        run_body(task, attempt, body, (task.user_id, card))
+        card = events.task_event(task)  # kept: with the database away, it cannot be read
+        events.send(task.user_id, events.PROGRESS, card)
+        run_body(task, attempt, body, card)
     except AttemptSuperseded:
         discard_session()
         log.info("task %s: attempt %d was superseded (cancelled or taken over); it stops here",
@@ -167,11 +160,12 @@ def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
         retry_later(task_id, f"{what} met an outage ({type(error).__name__}: {error})")
 
 
-def run_body(task: Task, attempt: Attempt, body: JobBody, card: tuple[int, dict[str, Any]]) -> None:
+def run_body(task: Task, attempt: Attempt, body: JobBody, card: TaskEvent) -> None:
     """Run the job's body and record how it ended, unless Dramatiq is to retry it; ``card``
-    is the task's user and event data as the attempt started."""
+    is the task's event as the attempt started."""
+    user_id = task.user_id  # read now: after an outage the task's row cannot be
     try:
-        result = body(task, ProgressReporter(task, attempt))
+        result = body(task, attempt, ProgressReporter(task, attempt))
     except AttemptSuperseded:
         raise
     except JobError as error:
@@ -184,19 +178,17 @@ def run_body(task: Task, attempt: Attempt, body: JobBody, card: tuple[int, dict[
     except Exception as error:
         discard_session()  # its connection may be dead: never trusted to roll back
         if not is_outage(error):
-            log.exception("task %s: attempt %d failed", task.id, attempt.number)
+            log.exception("task %s: attempt %d failed", attempt.task_id, attempt.number)
             finish_or_leave(attempt, user_safe_reason(error))
         elif is_last_attempt():
             finish_or_leave(attempt, user_safe_reason(error))
         else:
-            wait_for_retry(attempt, card, error)
+            wait_for_retry(attempt, user_id, card, error)
     else:
         finish(attempt, result=result)
 
 
-def wait_for_retry(
-    attempt: Attempt, card: tuple[int, dict[str, Any]], error: BaseException
-) -> None:
+def wait_for_retry(attempt: Attempt, user_id: int, card: TaskEvent, error: BaseException) -> None:
     """Say on the task what it waits for and when it tries again, then hand the message back
     to Dramatiq for that time. The user can cancel it meanwhile.
 
@@ -209,14 +201,12 @@ def wait_for_retry(
     try:
         hold(db.session, attempt, error=reason, retry_at=retry_at)
         db.session.commit()
-        task = db.session.get(Task, attempt.task_id)
-        user_id, data = task.user_id, events.task_data(task)
+        card = events.task_event(db.session.get(Task, attempt.task_id))
     except SQLAlchemyError:  # the database is the outage: the card hears of it live only
         discard_session()
-        user_id, data = card
-        data = data | {"attempt": attempt.number, "error": reason,
-                       "retry_at": retry_at.isoformat()}  # fmt: skip
-    announce(user_id, events.PROGRESS, data)
+        card = events.amend(card, attempt=attempt.number, error=reason,
+                            retry_at=retry_at.isoformat())  # fmt: skip
+    events.send(user_id, events.PROGRESS, card)
     retry_later(attempt.task_id, f"attempt {attempt.number} failed ({type(error).__name__}: "
                 f"{error})", delay_ms)  # fmt: skip
 
@@ -264,25 +254,19 @@ def finish_or_leave(attempt: Attempt, error: str) -> None:
 def finish(
     attempt: Attempt, error: str | None = None, detail: str | None = None, result: object = None
 ) -> None:
-    """Move the attempt's task to its final state, commit, and announce it.
+    """End the attempt's task: succeeded with ``result`` (what the body returned), or failed
+    with ``error``, the reason shown to the user. ``detail`` is kept for operators, and is
+    the traceback of the exception being handled when there is one.
 
-    ``error`` is the reason shown to the user; ``detail`` is kept for operators, and is the
-    traceback of the exception being handled when there is one. ``result`` is what a
-    succeeded body returned.
+    :raise AttemptSuperseded: the task has moved on without this attempt.
     """
-    now = utcnow()
     if error is None:
-        values = {"status": TaskStatus.SUCCEEDED, "progress": 100, "error": None,
-                  "done": func.coalesce(Task.total, Task.done), "result": result}  # fmt: skip
-    else:
-        log.warning("task %s failed: %s", attempt.task_id, error)
-        if detail is None and sys.exception() is not None:
-            detail = traceback.format_exc()
-        values = {"status": TaskStatus.FAILED, "error": error, "failure_detail": detail}
-    hold(db.session, attempt, finished_at=now, **values)
-    db.session.commit()
-    task = db.session.get(Task, attempt.task_id, populate_existing=True)
-    announce_finished(task, **result_of(task))
+        end(attempt.task_id, TaskStatus.SUCCEEDED, attempt=attempt, progress=100, error=None,
+            done=func.coalesce(Task.total, Task.done), result=result)  # fmt: skip
+        return
+    if detail is None and sys.exception() is not None:
+        detail = traceback.format_exc()
+    end(attempt.task_id, TaskStatus.FAILED, attempt=attempt, error=error, failure_detail=detail)
 
 
 def is_last_attempt() -> bool:
@@ -331,7 +315,7 @@ class UnknownJobTypes(Middleware):
         name, task_id = message.actor_name, message.message_id
         with self.app.app_context():
             try:
-                runners = [w.name for w in glue.live_workers(broker) if name in w.job_types]
+                runners = [w.name for w in live_workers(broker) if name in w.job_types]
             except redis.RedisError:
                 runners = []
             age_ms = time.time() * 1000 - message.message_timestamp
@@ -351,9 +335,4 @@ def fail_unknown_job(task_id: str, name: str) -> None:
         f"worker {socket.gethostname()}:{os.getpid()} does not know the job type {name!r}: "
         "its JOB_MODULES lack it (workers older or newer than the web processes?)"
     )
-    failed = end_if_active(
-        task_id, TaskStatus.FAILED, error=UNKNOWN_JOB_TYPE, failure_detail=detail
-    )
-    if failed:
-        log.warning("task %s failed at once: %s", task_id, detail)
-        announce_finished(db.session.get(Task, task_id))
+    end(task_id, TaskStatus.FAILED, error=UNKNOWN_JOB_TYPE, failure_detail=detail)

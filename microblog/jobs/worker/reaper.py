@@ -10,33 +10,27 @@ are harmless.
 """
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name, xq_name
 from flask import Flask, current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from microblog.database import discard_session
 from microblog.extensions import db
 from microblog.jobs import registry
-from microblog.jobs.broker import Periodic, redis_message_id
+from microblog.jobs.ending import end
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
-from microblog.jobs.progress import announce_finished
+from microblog.jobs.worker.broker import redis_message_id
+from microblog.jobs.worker.liveness import Periodic
 from microblog.models import utcnow
 from microblog.outages import is_outage
 
 log = logging.getLogger(__name__)
 
 LOST_REASON = "The job was lost before it could finish. Please start it again."
-_chores: list[Callable[[], object]] = []
-
-
-def chore(function: Callable[[], object]) -> Callable[[], object]:
-    """Also run ``function`` on every reaper pass (e.g. deleting expired files)."""
-    _chores.append(function)
-    return function
 
 
 def _queue_and_retries(name: str) -> tuple[str, int]:
@@ -69,8 +63,8 @@ def live_message_ids(broker: RedisBroker, tasks: Iterable[Task]) -> set[str]:
 def reap(broker: RedisBroker, grace: timedelta) -> list[str]:
     """Fail the active tasks untouched for ``grace`` that no message backs; return their ids.
 
-    The failing UPDATE repeats the staleness conditions, so a task that started, moved or
-    finished since it was read is left alone; only the rows it changed are announced.
+    Each ending repeats the staleness conditions, so a task that started, moved or finished
+    since it was read is left alone.
     """
     cutoff = utcnow() - grace
     still_stale = Task.status.in_(ACTIVE_STATUSES) & (Task.updated_at < cutoff)
@@ -78,32 +72,19 @@ def reap(broker: RedisBroker, grace: timedelta) -> list[str]:
     if not stale:
         return []
     live = live_message_ids(broker, stale)
-    lost = [task.id for task in stale if task.id not in live]
-    if not lost:
-        return []
-    now = utcnow()
-    reaped = (
-        db.session.execute(
-            update(Task)
-            .where(Task.id.in_(lost), still_stale)
-            .values(status=TaskStatus.FAILED, error=LOST_REASON, finished_at=now, updated_at=now)
-            .returning(Task.id)
-            .execution_options(synchronize_session=False)
-        )
-        .scalars()
-        .all()
-    )
-    db.session.commit()
-    for task in db.session.scalars(select(Task).where(Task.id.in_(reaped))):
-        log.warning("reaped task %s (%s): no live message", task.id, task.name)
-        announce_finished(task)
-    return list(reaped)
+    reaped = []
+    for task in stale:  # each ending logs the task's failure
+        if task.id in live:
+            continue
+        if end(task.id, TaskStatus.FAILED, where=still_stale, error=LOST_REASON,
+               failure_detail="the reaper found no live message for it"):  # fmt: skip
+            reaped.append(task.id)
+    return reaped
 
 
 RETENTION_BATCH = 1_000  # rows deleted per transaction: short locks, bounded memory
 
 
-@chore
 def delete_old_tasks() -> int:
     """Delete ended tasks past their retention (archives go with them); return how many."""
     now, config = utcnow(), current_app.config
@@ -149,11 +130,12 @@ def purge_dead_letters(broker: RedisBroker) -> int:
 
 
 def run_pass(broker: RedisBroker) -> None:
-    """One reaper pass: lost tasks, then every registered chore."""
+    """One reaper pass: lost tasks, old tasks and dead letters, then the app's chores."""
     grace = timedelta(seconds=current_app.config["JOBS_REAPER_GRACE"])
     reap(broker, grace)
+    delete_old_tasks()
     purge_dead_letters(broker)
-    for function in _chores:
+    for function in registry.chores():
         function()
 
 

@@ -1,4 +1,4 @@
-"""Run the whole app on one machine: ``python -m microblog.devstack`` (``make run``).
+"""Run the whole app on one machine: ``python -m devkit.run`` (``make run``).
 
 Starts Redis and an SMTP catcher (messages saved under ``instance/mail/``) on free loopback
 ports, applies migrations, seeds the demo account into an empty database, then runs gunicorn
@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from microblog.seed import DEMO_PASSWORD, DEMO_USERNAME
-from microblog.services import MailCatcher, RedisServer, free_port, wait_until
+from devkit.services import MailCatcher, RedisServer, free_port, wait_until
+from microblog.posts.seed import DEMO_PASSWORD, DEMO_USERNAME
 
 ROOT = Path(__file__).resolve().parent.parent
 # Seconds a running job may take to finish after Ctrl-C before it goes back to the queue.

@@ -1,4 +1,4 @@
-"""``GET /stream``: the signed-in user's task events as Server-Sent Events.
+"""``GET /stream``: the signed-in user's live channel as Server-Sent Events.
 
 Built on flask-sse: same message format, same ``publish``; what changes is how messages reach
 listeners. Stock flask-sse opens one Redis connection per listener and only notices a closed
@@ -9,7 +9,8 @@ client is noticed and released within that interval, and each stream ends after
 ``SSE_MAX_STREAM_SECONDS``; the browser then reconnects with ``Last-Event-ID`` and resumes.
 
 A stream belongs to the sign-in it was opened with. Revoking sign-ins (logout, a password
-change, "sign out everywhere") or the admin role publishes a ``stream.close`` message that
+change, "sign out everywhere") or the admin role (signals of :mod:`microblog.auth.sessions`,
+sent once the revocation is committed) publishes a ``stream.close`` message that
 ends the streams it names at once, in whichever process holds them; it never reaches a
 browser. A stream checks its sign-in again once Redis confirms its channel and after every
 lost subscription, so a close published while it was starting, or while Redis was away,
@@ -34,9 +35,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from microblog import metrics
 from microblog.auth.models import User
-from microblog.auth.sessions import load_user, token_hash
+from microblog.auth.sessions import admin_revoked, load_user, sign_ins_closed, token_hash
 from microblog.extensions import db
-from microblog.jobs import events
+from microblog.live.channel import OPERATORS, channel_for, latest_id, missed_since, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ class Broadcaster:
             return
         try:
             message = RenderedMessage(**json.loads(data))
-        except (ValueError, TypeError) as error:  # not what events.publish sends: drop it
+        except (ValueError, TypeError) as error:  # not what channel.publish sends: drop it
             log.warning("dropped a malformed message on %s: %s", channel, error)
             return
         if message.type == CLOSE:
@@ -314,7 +315,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
 
     @property
     def redis(self) -> redis.Redis:
-        return events.redis_client()  # one pool per process, not a client per publish
+        return redis_client()  # one pool per process, not a client per publish
 
     def messages(
         self, channel: str, last_id: str, inbox: Inbox, allowed: Callable[[], bool]
@@ -329,7 +330,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         """
         config = current_app.config
         newest = event_key(last_id)
-        for message in events.missed_since(channel, last_id):
+        for message in missed_since(channel, last_id):
             newest = event_key(message.id)
             yield message
         deadline = time.monotonic() + config["SSE_MAX_STREAM_SECONDS"]
@@ -346,7 +347,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
                 return
             missed = [item]
             if item is _RESYNC:
-                missed = events.missed_since(channel, "{}-{}".format(*newest))
+                missed = missed_since(channel, "{}-{}".format(*newest))
             for message in missed:
                 if message.id is None or event_key(message.id) > newest:
                     newest = event_key(message.id) if message.id else newest
@@ -355,7 +356,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
     def stream(self):
         if not current_user.is_authenticated:
             abort(401)
-        return self.open_stream(events.channel_for(current_user.id))  # never from the request
+        return self.open_stream(channel_for(current_user.id))  # never from the request
 
     def open_stream(self, channel: str, role: Callable[[User], bool] = lambda user: True):
         """Answer the signed-in user with ``channel``'s events while their sign-in stands and
@@ -383,7 +384,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         # client, from the log (until the channel is confirmed) or live (after).
         try:
             if last_id is None:
-                last_id = events.latest_id(channel)  # only what comes from now on
+                last_id = latest_id(channel)  # only what comes from now on
             inbox = hub.listen(channel, user_id, sign_in)
             subscribed = hub.wait_subscribed(inbox, timeout=2)
         except redis.RedisError:
@@ -423,7 +424,7 @@ def stream_url(channel: str | None = None, endpoint: str = "events.stream") -> s
     By default the signed-in user's stream; the admin page passes the operators' channel.
     """
     try:
-        last_id = events.latest_id(channel or events.channel_for(current_user.id))
+        last_id = latest_id(channel or channel_for(current_user.id))
     except redis.RedisError:
         return None
     return url_for(endpoint, last_event_id=last_id)
@@ -457,8 +458,18 @@ def close_streams(channels: list[str], user_id: int, sign_ins: list[str] | None 
     of ``sign_ins`` (token hashes), or all of them; call after the revocation is committed."""
     message = json.dumps({"type": CLOSE, "data": {"user_id": user_id, "sign_ins": sign_ins}})
     try:
-        client = events.redis_client()
+        client = redis_client()
         for channel in channels:
             client.publish(channel, message)
     except redis.RedisError as error:  # its streams hear nothing either; they check on return
         log.warning("could not close the streams of user %s: %s", user_id, error)
+
+
+@sign_ins_closed.connect
+def _close_streams_of_sign_ins(sender: object, user_id: int, sign_ins: list[str] | None) -> None:
+    close_streams([channel_for(user_id), OPERATORS], user_id, sign_ins)
+
+
+@admin_revoked.connect
+def _close_operator_streams(sender: object, user_id: int) -> None:
+    close_streams([OPERATORS], user_id)  # the operators' page open in their browser

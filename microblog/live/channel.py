@@ -1,0 +1,121 @@
+"""Publishing on the live channel: one private channel per user, ids that increase, a log.
+
+Each event is appended to a capped Redis Stream ``events:{user.<id>}`` and published on the
+pub/sub channel ``user.<id>`` in one Lua script, so the log order, the publish order and the
+event ids (the stream's entry ids) always agree. Messages keep flask-sse's wire format:
+``{"type": …, "data": …, "id": …}``. What a type means and which fields its data holds is
+the publisher's contract (see ``docs/events.md``); this module carries any JSON object.
+
+The log's hash tag is its channel's name, so on a Redis Cluster a channel and its log map to
+the same slot (a name without braces is hashed whole). That keeps the way open to sharded
+pub/sub (``SPUBLISH``/``SSUBSCRIBE``, which has no pattern form): each script would touch one
+node, the one its channel's listeners read from.
+
+A copy of every event, with its ``user_id``, goes the same way on the operators' channel
+``operators`` (its own log, its own ids), which only the admin page listens to. It is a second
+script call rather than part of the first, so that each script touches one channel's keys:
+on a Redis Cluster those may live on different nodes.
+"""
+
+import json
+import logging
+from typing import Any
+
+import redis
+from flask import current_app
+from flask_sse import Message
+
+from microblog import metrics
+
+log = logging.getLogger(__name__)
+
+OPERATORS = "operators"  # every user's events, for the admin page
+LOG_LENGTH = 200  # events kept per channel for resuming streams
+LOG_TTL_SECONDS = 24 * 3600
+POOL_SIZE = 20  # Redis connections per process for events, however many streams ask at once
+
+# KEYS: log stream, pub/sub channel. ARGV: type, JSON data, max log length, ttl.
+_APPEND_AND_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+                      'type', ARGV[1], 'data', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local message = '{"data": ' .. ARGV[2] .. ', "type": ' .. cjson.encode(ARGV[1]) ..
+    ', "id": ' .. cjson.encode(id) .. '}'
+redis.call('PUBLISH', KEYS[2], message)
+return id
+"""
+
+
+def channel_for(user_id: int) -> str:
+    """Return the private channel of a user; clients never choose it."""
+    return f"user.{user_id}"
+
+
+def log_key(channel: str) -> str:
+    """Return the key of ``channel``'s event log, in the same Redis Cluster slot."""
+    return f"events:{{{channel}}}"
+
+
+def redis_client() -> redis.Redis:
+    """Return the app's shared Redis client: one pool of at most ``POOL_SIZE`` connections
+    per process. A thousand streams opening at once (each reads the log) wait their turn
+    for a connection instead of opening a thousand."""
+    client = current_app.extensions.get("microblog.redis")
+    if client is None:
+        pool = redis.BlockingConnectionPool.from_url(
+            current_app.config["REDIS_URL"],
+            max_connections=POOL_SIZE,
+            timeout=5,  # longest wait for a free connection
+            socket_timeout=5,
+            socket_connect_timeout=2,  # a page must not hang on an unreachable Redis
+            health_check_interval=30,
+        )
+        client = redis.Redis(connection_pool=pool)
+        current_app.extensions["microblog.redis"] = client
+    return client
+
+
+def publish(user_id: int, type: str, data: dict[str, Any]) -> str:
+    """Log and publish one event on the user's channel, and a copy for operators; return the
+    user's event id.
+
+    :raise redis.RedisError: Redis is away; see :func:`announce` for callers that must not
+        fail with it.
+    """
+    event_id = _append_and_publish(channel_for(user_id), type, data)
+    metrics.EVENTS_PUBLISHED.labels(type).inc()
+    _append_and_publish(OPERATORS, type, data | {"user_id": user_id})
+    return event_id
+
+
+def announce(user_id: int, type: str, data: dict[str, Any]) -> None:
+    """Publish an event for its live view only: a Redis outage is logged, never raised (the
+    truth is in SQL, which the next page load reads)."""
+    try:
+        publish(user_id, type, data)
+    except redis.RedisError as error:
+        log.warning("could not publish %s for user %s: %s", type, user_id, error)
+
+
+def _append_and_publish(channel: str, type: str, data: dict[str, Any]) -> str:
+    script = redis_client().register_script(_APPEND_AND_PUBLISH)
+    event_id = script(
+        keys=[log_key(channel), channel],
+        args=[type, json.dumps(data), LOG_LENGTH, LOG_TTL_SECONDS],
+    )
+    return event_id.decode() if isinstance(event_id, bytes) else event_id
+
+
+def latest_id(channel: str) -> str:
+    """Return the id of the newest logged event of ``channel``, or "0" if there is none."""
+    entries = redis_client().xrevrange(log_key(channel), count=1)
+    return entries[0][0].decode() if entries else "0"
+
+
+def missed_since(channel: str, last_id: str) -> list[Message]:
+    """Return the logged events of ``channel`` after ``last_id``, oldest first."""
+    entries = redis_client().xrange(log_key(channel), min=f"({last_id}", max="+")
+    return [
+        Message(json.loads(fields[b"data"]), type=fields[b"type"].decode(), id=entry_id.decode())
+        for entry_id, fields in entries
+    ]
