@@ -15,7 +15,7 @@ from flask import Flask
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
-from tests.helpers import insert_posts
+from tests.support.data import insert_posts
 
 ROOT = Path(__file__).resolve().parent.parent
 

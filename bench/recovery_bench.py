@@ -3,7 +3,7 @@ export running again, with the defaults.
 
     python -m bench.recovery_bench [--trials 10]
 
-Kills: each trial starts a worker that stops itself mid-export (``tests.crash_worker``), then
+Kills: each trial starts a worker that stops itself mid-export (``tests.support.crash_worker``), then
 either another worker that is already live when the first is killed ("live"), or one started
 right after the kill, as a supervisor restarting the dead one would ("restart"); the time runs
 from the SIGKILL to the task's row showing the next attempt running. "graceful stop": the busy
@@ -32,13 +32,13 @@ from microblog.extensions import db
 from microblog.jobs.ending import end
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus
-from tests.helpers import Tarpit
+from tests.support.data import Tarpit
 
 POSTS = 20_000
 
 
 def start_worker(env: dict[str, str], crash_at: str | None = None, *args: str) -> subprocess.Popen:
-    module = "tests.crash_worker" if crash_at else "tasks"
+    module = "tests.support.crash_worker" if crash_at else "tasks"
     env = {**env, **({"CRASH_AT": crash_at} if crash_at else {})}
     return subprocess.Popen(
         [sys.executable, "-m", "dramatiq", module, "--processes", "1", "--threads", "2", *args],

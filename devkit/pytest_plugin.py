@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dramatiq
@@ -67,13 +68,22 @@ def mailbox(smtp_server: MailCatcher) -> list:
     return smtp_server.messages
 
 
+@contextmanager
+def in_process_worker(app: Flask, threads: int = 2) -> Iterator[Worker]:
+    """Run a real Dramatiq worker in this process, on the app's Redis broker, for the block."""
+    worker = Worker(app.extensions["dramatiq"], worker_threads=threads, worker_timeout=100)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
 @pytest.fixture
 def worker(app: Flask) -> Iterator[Worker]:
-    """A real Dramatiq worker, in this process, consuming the app's Redis broker."""
-    worker = Worker(app.extensions["dramatiq"], worker_threads=2, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop()
+    """A real Dramatiq worker, in this process, for the whole test."""
+    with in_process_worker(app) as running:
+        yield running
 
 
 class EventRecorder:

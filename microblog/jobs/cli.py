@@ -192,7 +192,7 @@ def jobs_status() -> None:
 def replay_recording(path: str, username: str, speed: float) -> None:
     """Play a recorded job's events on a user's page, with their pacing, without running it.
 
-    For working on the page: PATH is a recording, e.g. a golden file (tests/golden/*.json).
+    For working on the page: PATH is a recording, e.g. a golden file (tests/jobs/golden/*.json).
     The events belong to a task that does not exist, so a reload drops its card.
     """
     if current_app.config["MICROBLOG_ENV"] == "production":

@@ -3,7 +3,7 @@
 Every event about a task has one of the types below and a :class:`TaskEvent` as its data.
 The same shape is rendered by the server (the task cards, ``GET /tasks/<id>``), kept up to
 date by ``static/js/tasks.js``, copied to the admin page, recorded by
-:mod:`microblog.jobs.recording` and kept in ``tests/golden/``. ``docs/events.md`` describes it
+:mod:`microblog.jobs.recording` and kept in ``tests/jobs/golden/``. ``docs/events.md`` describes it
 for readers of the browser's side.
 
 A job type adds to it only through its declaration (see ``@job``): where a succeeded task's

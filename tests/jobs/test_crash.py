@@ -1,0 +1,228 @@
+"""Workers killed, frozen or cut off at any point of an export: it still ends once, one email.
+
+Real `dramatiq tasks` processes on the session's Redis, SMTP catcher and live database, with
+the production defaults (10 s heartbeat timeout, maintenance every second). A worker started
+from ``tests.support.crash_worker`` stops itself at a named point of the job, so the kill lands
+exactly there.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from sqlalchemy import select
+
+from devkit.services import RedisServer, wait_until
+from microblog import create_app
+from microblog.exports.jobs import export_posts
+from microblog.exports.models import Archive
+from microblog.extensions import db
+from microblog.jobs.launch import launch
+from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
+from tests.support import ROOT
+from tests.support.data import Tarpit
+
+POSTS = 5_000  # five chunks of reading: enough for a point in the middle
+
+
+@pytest.fixture
+def worker_log(tmp_path):
+    with (tmp_path / "worker.log").open("w+") as log:
+        yield log
+        log.seek(0)
+        print(log.read())  # pytest shows it when the test fails
+
+
+@pytest.fixture
+def workers(live_env, worker_log):
+    """Start `dramatiq tasks` (or the crash worker) processes; all are stopped afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start(crash_at: str | None = None, extra_args: tuple = (), **env: str) -> subprocess.Popen:
+        module = "tests.support.crash_worker" if crash_at else "tasks"
+        env = {**live_env, **env, **({"CRASH_AT": crash_at} if crash_at else {})}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", module, "--processes", "1", "--threads", "2",
+             *extra_args],
+            cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        signal_group(process, signal.SIGCONT)
+        signal_group(process, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def signal_group(process: subprocess.Popen, sig: int) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+
+
+def has_stopped_itself(process: subprocess.Popen) -> bool:
+    """Return whether one of the worker's processes sits stopped (by SIGSTOP)."""
+    assert process.poll() is None, "the worker exited instead of stopping at its point"
+    children = psutil.Process(process.pid).children(recursive=True)
+    return any(child.status() == psutil.STATUS_STOPPED for child in children)
+
+
+def emails_to(mailbox: list, username: str) -> int:
+    # Other tests' exports may be finished by these workers too: count this user's mail only.
+    return [m["To"] for m in mailbox].count(f"{username}@example.com")
+
+
+def final_row(app, task_id: str, user_id: int) -> Task:
+    """Return the task's row, checking that none of the user's tasks is left active."""
+    with app.app_context():
+        active = select(Task).where(Task.user_id == user_id, Task.status.in_(ACTIVE_STATUSES))
+        assert db.session.scalars(active).all() == []
+        task = db.session.get(Task, task_id)
+        db.session.expunge(task)
+        return task
+
+
+@pytest.mark.parametrize(
+    ("point", "attempts"),
+    [
+        ("before-start", 1),  # the killed attempt was never counted: nothing of it happened
+        ("mid-read", 2),
+        ("mid-store", 2),  # its uncommitted archive is gone; the next attempt builds it again
+        ("during-data", 2),  # the relay has the email; the next attempt must not send it again
+        ("after-send", 2),
+    ],
+)
+def test_a_worker_killed_at_any_point_of_an_export_ends_it_once(
+    live_app, live_user, workers, mailbox, recorded_events, point, attempts
+):
+    # Given a user with posts, and a worker that stops itself at one point of the export
+    user_id, username = live_user("crash", posts=POSTS)
+    first = workers(crash_at=point)
+    with live_app.app_context():
+        task_id = launch(export_posts, user_id).id
+    wait_until(lambda: has_stopped_itself(first), 60, f"the worker to reach {point}")
+
+    # When it is killed there, and another worker is running
+    signal_group(first, signal.SIGKILL)
+    workers()
+
+    # Then the export succeeds, with exactly one email, and no task is left active
+    finished = recorded_events.finished(task_id, timeout=90)
+    assert finished.data["status"] == "succeeded", finished.data
+    task = final_row(live_app, task_id, user_id)
+    assert (task.status, task.attempts, task.done) == (TaskStatus.SUCCEEDED, attempts, POSTS)
+    assert emails_to(mailbox, username) == 1
+
+
+def test_a_frozen_worker_that_lost_its_task_never_writes_to_it_again(
+    live_app, live_user, workers, mailbox, recorded_events, worker_log
+):
+    # Given an export whose worker froze mid-read (as a host under SIGSTOP would)
+    user_id, username = live_user("frozen", posts=POSTS)
+    frozen = workers(crash_at="mid-read")
+    with live_app.app_context():
+        task_id = launch(export_posts, user_id).id
+    wait_until(lambda: has_stopped_itself(frozen), 60, "the worker to freeze mid-read")
+
+    # When another worker takes the task over past the heartbeat timeout and finishes it
+    workers()
+    finished = recorded_events.finished(task_id, timeout=90)
+    assert (finished.data["status"], finished.data["attempt"]) == ("succeeded", 2)
+
+    # And the frozen worker wakes up
+    signal_group(frozen, signal.SIGCONT)
+    wait_until(
+        lambda: worker_log.seek(0) == 0 and "attempt 1 was superseded" in worker_log.read(),
+        30, "the woken attempt to notice it lost the task",
+    )  # fmt: skip
+
+    # Then it wrote nothing after the takeover: no event of attempt 1 once attempt 2 began,
+    # no second email, the row as attempt 2 left it; and it said so without a traceback
+    events = [m.data for m in recorded_events.of(f"user.{user_id}") if m.data["task_id"] == task_id]
+    takeover = next(i for i, e in enumerate(events) if e["attempt"] == 2)
+    assert [e["attempt"] for e in events[takeover:]] == [2] * len(events[takeover:])
+    task = final_row(live_app, task_id, user_id)
+    assert (task.status, task.attempts, task.done, task.progress) == ("succeeded", 2, POSTS, 100)
+    assert emails_to(mailbox, username) == 1
+    worker_log.seek(0)
+    assert "Traceback" not in worker_log.read()
+
+
+@pytest.mark.parametrize("outage_seconds", [12, 30])
+def test_an_export_survives_redis_going_away_past_the_heartbeat_timeout(
+    live_database, live_user, workers, mailbox, smtp_server, worker_log, outage_seconds
+):
+    # Given a worker on a Redis of this test's own, exporting many posts
+    own_redis = RedisServer().start()
+    app = create_app({"SQLALCHEMY_DATABASE_URI": live_database, "REDIS_URL": own_redis.url,
+                      "MAIL_PORT": smtp_server.port})  # fmt: skip
+    try:
+        user_id, username = live_user("cutoff", posts=60_000)
+        workers(REDIS_URL=own_redis.url)
+        with app.app_context():
+            task_id = launch(export_posts, user_id).id
+
+            def running() -> bool:
+                db.session.expire_all()
+                return db.session.get(Task, task_id).done > 0
+
+            wait_until(running, 60, "the export to be under way")
+            # When Redis stops answering for longer than the heartbeat timeout (10 s)
+            own_redis.process.send_signal(signal.SIGSTOP)
+            time.sleep(outage_seconds)  # the outage itself, not a wait for something to happen
+            own_redis.process.send_signal(signal.SIGCONT)
+
+            # Then the export ends succeeded, once, with one email
+            def final() -> bool:
+                db.session.expire_all()
+                return db.session.get(Task, task_id).status in ("succeeded", "failed")
+
+            wait_until(final, 120, "the export to end")
+            archive = db.session.get(Archive, task_id)
+            assert archive is not None and archive.emailed_at is not None
+        task = final_row(app, task_id, user_id)
+        assert (task.status, task.done) == (TaskStatus.SUCCEEDED, 60_000)
+        assert emails_to(mailbox, username) == 1
+        worker_log.seek(0)
+        assert "Traceback" not in worker_log.read()
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+        own_redis.stop()
+
+
+def test_a_worker_stopping_with_a_job_still_running_hands_it_to_another_at_once(
+    live_app, live_user, live_env, workers, recorded_events, worker_log
+):
+    # Given an export stuck in its email (the relay never answers) on a worker that gives
+    # running jobs one second when it stops, and another worker ready
+    pit = Tarpit()
+    try:
+        relay = {"MAIL_PORT": str(pit.port)}
+        user_id, _ = live_user("handback", posts=10)
+        leaving = workers(extra_args=["--worker-shutdown-timeout", "1000"], **relay)
+        with live_app.app_context():
+            task_id = launch(export_posts, user_id).id
+        recorded_events.wait_for(
+            lambda m: m.data["task_id"] == task_id and m.data["progress"] == 100, timeout=60
+        )
+        workers(**relay)
+        # When the first is stopped and exits past its shutdown timeout
+        signal_group(leaving, signal.SIGTERM)
+        leaving.wait(timeout=30)
+        exited = time.monotonic()
+        # Then the other starts the job again within two seconds, not after a heartbeat timeout
+        recorded_events.wait_for(
+            lambda m: m.data["task_id"] == task_id and m.data["attempt"] == 2, timeout=30
+        )
+        assert time.monotonic() - exited < 2
+        worker_log.seek(0)
+        assert f"task {task_id} was still running at shutdown" in worker_log.read()
+    finally:
+        pit.close()

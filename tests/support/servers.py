@@ -1,0 +1,157 @@
+"""The live servers the tests run: gunicorn and Dramatiq workers as processes, on a migrated
+database per kind, and the app configuration every test's app starts from."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from flask import Flask
+
+from devkit.services import MailCatcher, RedisServer, free_port, wait_until
+from microblog import create_app
+from microblog.extensions import db
+from tests.support import ROOT
+
+LIVE_METRICS_TOKEN = "live-metrics"
+
+
+def make_config(database_url: str, redis_server: RedisServer, smtp_server: MailCatcher) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "WTF_CSRF_ENABLED": False,
+        "REDIS_URL": redis_server.url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp_server.port,
+        "MAIL_SUPPRESS_SEND": False,  # TESTING would otherwise swallow mail
+        "POSTS_PER_PAGE": 5,
+    }
+
+
+class LiveStacks:
+    """Per kind of database: a migrated database and a gunicorn serving it, made on first use.
+
+    They live for the whole session, so tests may run in any order without restarting them.
+    """
+
+    def __init__(self, databases, directory: Path, redis_server, smtp_server) -> None:
+        self._databases = databases
+        self._directory = directory
+        self._redis, self._smtp = redis_server, smtp_server
+        self._urls: dict[str, str] = {}
+        self._apps: dict[str, Flask] = {}
+        self._servers: dict[str, Gunicorn] = {}
+
+    def database(self, kind: str) -> str:
+        if kind not in self._urls:
+            url = self._databases.migrated(kind, self._directory)
+            if kind == "postgresql":
+                # Both kinds share one Redis, where channels are named by user id: keep ids apart.
+                self._databases.postgres.execute_in(
+                    url, "ALTER SEQUENCE user_id_seq RESTART WITH 1000001"
+                )
+            self._urls[kind] = url
+        return self._urls[kind]
+
+    def env(self, kind: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database(kind),
+            "REDIS_URL": self._redis.url,
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(self._smtp.port),
+            "SECRET_KEY": "live-test",
+            "PYTHONUNBUFFERED": "1",
+            "METRICS_TOKEN": LIVE_METRICS_TOKEN,
+            # Every live test signs in from 127.0.0.1; the per-account limit still holds.
+            "LOGIN_LIMIT_PER_ADDRESS": "10000 per minute",
+            # Workers serve metrics on a port of their own: any free one, in this session's
+            # directory, so that parallel workers never fight over one.
+            "dramatiq_prom_port": "0",
+            "dramatiq_prom_db": str(self._directory / "worker-metrics"),
+        }
+
+    def app(self, kind: str) -> Flask:
+        if kind not in self._apps:
+            self._apps[kind] = create_app(
+                {
+                    "SQLALCHEMY_DATABASE_URI": self.database(kind),
+                    "REDIS_URL": self._redis.url,
+                    "MAIL_PORT": self._smtp.port,
+                }
+            )
+        return self._apps[kind]
+
+    def gunicorn(self, kind: str) -> str:
+        """Return the URL of gunicorn on this kind's database, with 1 s heartbeats."""
+        if kind not in self._servers:
+            env = {**self.env(kind), "SSE_HEARTBEAT_SECONDS": "1"}
+            self._servers[kind] = Gunicorn(env, self._directory / f"gunicorn-{kind}.log")
+        return self._servers[kind].url
+
+    def gunicorn_log(self, kind: str) -> str:
+        """Return what this kind's gunicorn has logged so far (access lines included)."""
+        return (self._directory / f"gunicorn-{kind}.log").read_text()
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+        for app in self._apps.values():
+            with app.app_context():
+                db.engine.dispose()
+
+
+class Gunicorn:
+    """The real gunicorn, configured by gunicorn.conf.py, on a free port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log_path.open("w+")
+        env = {**env, "MICROBLOG_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1",
+               "PUBLIC_URL": self.url}  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until(self._answering, 30, "gunicorn to answer")
+        except BaseException:
+            self.stop()  # never leave a server behind a failed start
+            raise
+
+    def _answering(self) -> bool:
+        if self.process.poll() is not None:
+            self.log.seek(0)
+            raise RuntimeError(f"gunicorn exited early:\n{self.log.read()}")
+        try:
+            return requests.get(self.url + "/auth/login", timeout=2).ok
+        except requests.RequestException:  # not listening yet, or still booting
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+        self.log.close()
+
+
+@contextmanager
+def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """Run ``dramatiq tasks`` (one process, two threads) until the block ends."""
+    with log_path.open("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "tasks", "--processes", "1", "--threads", "2"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)

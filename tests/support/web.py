@@ -1,0 +1,54 @@
+"""Talking to the app as a browser or a script does: sign-ins, JSON requests, an export."""
+
+import re
+
+import requests
+from flask.testing import FlaskClient
+
+PASSWORD = "correct-horse-9"
+JSON = {"Accept": "application/json"}  # what scripts send: answers come as JSON
+
+
+class AuthActions:
+    def __init__(self, client: FlaskClient, make_user) -> None:
+        self._client = client
+        self._make_user = make_user
+
+    def login(self, username: str = "alice", password: str = PASSWORD, **extra):
+        return self._client.post(
+            "/auth/login", data={"username": username, "password": password, **extra}
+        )
+
+    def signed_in(self, username: str = "alice") -> int:
+        """Create ``username`` and sign this client in as that user; return the user's id."""
+        user_id = self._make_user(username)
+        response = self.login(username)
+        assert response.status_code == 302, response.data
+        return user_id
+
+    def logout(self):
+        return self._client.post("/auth/logout")
+
+
+def live_session(base_url: str, username: str, password: str = PASSWORD) -> requests.Session:
+    """Return a requests session signed in as ``username`` through the real login form."""
+    session = requests.Session()
+    page = session.get(base_url + "/auth/login", timeout=10).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    response = session.post(
+        base_url + "/auth/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 302, response.text
+    return session
+
+
+def start_export(session: requests.Session, base_url: str) -> None:
+    page = session.get(base_url + "/", timeout=10).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = session.post(
+        base_url + "/exports", data={"csrf_token": token}, allow_redirects=False, timeout=10
+    )
+    assert response.status_code == 303, response.text

@@ -1,0 +1,255 @@
+"""A real browser (Debian's chromium, driven by Playwright) watches an export move live."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from microblog.auth.models import User
+from microblog.exports.jobs import export_posts
+from microblog.extensions import db
+from microblog.jobs.launch import launch
+from microblog.jobs.recording import Recording
+from tests.support import ROOT
+from tests.support.servers import running_worker
+from tests.support.web import PASSWORD
+
+ARTIFACTS = ROOT / "test-artifacts"
+POSTS = 150_000  # enough for the export to take a few seconds
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("chromium is not installed: apt-get install chromium (the test command does)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def worker_process(live_env, tmp_path):
+    with running_worker(live_env, tmp_path / "worker.log") as process:
+        yield process
+
+
+@pytest.fixture
+def page(browser, gunicorn_server):
+    context = browser.new_context(base_url=gunicorn_server)
+    page = watch_csp(context.new_page())
+    yield page
+    context.close()
+
+
+def watch_csp(page):
+    """Collect in ``page.refused_by_csp`` what the Content-Security-Policy refuses."""
+    page.refused_by_csp = []
+    page.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text and page.refused_by_csp.append(message.text)
+        ),
+    )
+    return page
+
+
+def sign_in(page, username: str) -> None:
+    page.goto("/auth/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#submit")
+    page.wait_for_url("**/")
+
+
+def watch_task_bar(page) -> None:
+    """Keep in ``window.seenValues`` every value the first task card's bar shows from now."""
+    page.evaluate("""() => {
+        window.seenValues = [];
+        new MutationObserver(() => {
+            const bar = document.querySelector('#tasks .progress');
+            if (bar) window.seenValues.push(Number(bar.getAttribute('aria-valuenow')));
+        }).observe(document.getElementById('tasks'),
+                   {subtree: true, childList: true, attributes: true});
+    }""")
+
+
+def bar_value(page) -> int:
+    return int(page.locator("#tasks .progress").first.get_attribute("aria-valuenow"))
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_export_progress_moves_live_and_survives_a_reload(page, live_user, worker_process):
+    # Given a signed-in user with many posts on their profile page
+    _, username = live_user("browser", posts=POSTS)
+    sign_in(page, username)
+    page.goto(f"/user/{username}")
+    watch_task_bar(page)
+
+    # When they click "Export my posts", the bar appears and moves without a reload
+    page.click("#export-button")
+    page.wait_for_function("() => window.seenValues.some(v => v > 0 && v < 100)", timeout=30_000)
+    assert page.locator("#export-button").is_disabled()
+    midway = bar_value(page)
+    screenshot(page, "export-in-progress.png")
+
+    # And a reload mid-export shows the percentage from the database, then keeps moving
+    page.reload()
+    after_reload = bar_value(page)
+    assert 0 < after_reload < 100 and after_reload >= midway, (midway, after_reload)
+    width = page.locator("#tasks .progress-bar").first.evaluate("bar => bar.style.width")
+    assert width.endswith("%") and float(width[:-1]) >= after_reload, width
+    page.wait_for_selector("#tasks .task-download", timeout=60_000)
+
+    # Then it reaches 100 % with the download link, and the button is enabled again
+    assert bar_value(page) == 100
+    assert page.locator("#tasks .task-state").first.text_content() == "Done"
+    assert page.locator("#tasks .progress").first.get_attribute("role") == "progressbar"
+    assert not page.locator("#export-button").is_disabled()
+    href = page.locator("#tasks .task-download").first.get_attribute("href")
+    assert href.startswith("/exports/") and href.endswith("/download")
+    screenshot(page, "export-finished.png")
+    assert page.refused_by_csp == []
+
+
+def test_page_works_with_javascript_off(browser, gunicorn_server, live_user):
+    context = browser.new_context(base_url=gunicorn_server, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        _, username = live_user("nojs", posts=3)
+        sign_in(page, username)
+        page.goto(f"/user/{username}")
+        page.click("#export-button")  # a plain form POST, then a redirect back
+        page.wait_for_load_state()
+        html = page.content()
+        assert "Your export has started" in html, html[:2000]
+        assert page.locator("#tasks .task").count() == 1
+        # Nothing moves the bar without JavaScript: the page reloads itself while it runs
+        assert '<meta http-equiv="refresh" content="5">' in html
+    finally:
+        context.close()
+
+
+def test_cancel_and_try_again_from_the_card_show_in_every_tab(page, live_user):
+    # Given a user's profile open in two tabs, and no worker: an export stays queued
+    _, username = live_user("tabs", posts=3)
+    sign_in(page, username)
+    other = watch_csp(page.context.new_page())
+    for tab in (page, other):
+        tab.goto(f"/user/{username}")
+    # When one tab starts an export, both show its card; the other tab cancels it
+    page.click("#export-button")
+    card = "#tasks .task[data-status='queued']"
+    other.wait_for_selector(card, timeout=15_000)
+    other.click(f"{card} .task-cancel button")
+    # Then both tabs show it cancelled, with "Try again", and the export button enabled
+    for tab in (page, other):
+        tab.wait_for_selector("#tasks .task[data-status='cancelled']", timeout=15_000)
+        assert tab.locator("#tasks .task-state").first.text_content() == "Cancelled"
+        assert tab.locator("#tasks .task-retry").first.is_visible()
+        assert not tab.locator("#tasks .task-cancel").first.is_visible()
+        assert not tab.locator("#export-button").is_disabled()
+    # And "Try again" starts a new export that both tabs show as queued
+    page.click("#tasks .task[data-status='cancelled'] .task-retry button")
+    for tab in (page, other):
+        tab.wait_for_selector(card, timeout=15_000)
+    assert page.locator("#tasks .task").count() == 1  # the retried card made way in this tab
+    screenshot(other, "task-cancelled-and-retried.png")
+    assert page.refused_by_csp == [] and other.refused_by_csp == []
+
+
+def test_the_admin_page_follows_everyones_tasks_live(page, live_app, live_user, live_env, tmp_path):
+    # Given an operator on the tasks page, and a user with many posts (no worker yet)
+    _, admin = live_user("operator")
+    user_id, username = live_user("exporter", posts=POSTS)
+    with live_app.app_context():
+        db.session.execute(db.update(User).where(User.username == admin).values(is_admin=True))
+        db.session.commit()
+    sign_in(page, admin)
+    page.goto("/admin/tasks")
+    # When the user starts an export, the page says so without a reload
+    with live_app.app_context():
+        first = launch(export_posts, user_id).id
+    page.wait_for_selector("#new-tasks:not([hidden])", timeout=15_000)
+    page.click("#new-tasks a")
+    row = f'#admin-tasks tr[data-task-id="{first}"]'
+    assert page.locator(f"{row} .task-status").text_content() == "queued"
+    assert username in page.locator(row).text_content()
+    # And the operator cancels it, then retries it
+    page.click(f"{row} .admin-cancel button")
+    page.wait_for_selector(f"{row}[data-status='cancelled']", timeout=15_000)
+    page.click(f"{row} .admin-retry button")
+    page.wait_for_selector("#flashes .alert", timeout=15_000)
+    assert "started again" in page.locator("#flashes").text_content()
+    second = page.locator("#admin-tasks tr[data-task-id]").first.get_attribute("data-task-id")
+    assert second != first
+    row = f'#admin-tasks tr[data-task-id="{second}"]'
+    page.evaluate(
+        """(row) => {
+        window.seenValues = [];
+        const bar = document.querySelector(row + ' .progress');
+        const seen = () => window.seenValues.push(Number(bar.getAttribute('aria-valuenow')));
+        new MutationObserver(seen).observe(bar, {attributes: true});
+    }""",
+        row,
+    )
+    # Then, once a worker runs it, the row moves live to "succeeded"
+    with running_worker(live_env, tmp_path / "worker.log"):
+        page.wait_for_selector(f"{row}[data-status='succeeded']", timeout=60_000)
+    seen = page.evaluate("() => window.seenValues")
+    assert any(0 < value < 100 for value in seen) and seen[-1] == 100, seen
+    assert page.locator(f"{row} .task-status").text_content() == "succeeded"
+    assert not page.locator(f"{row} .admin-cancel").is_visible()
+    screenshot(page, "admin-tasks.png")
+    assert page.refused_by_csp == []
+
+
+def test_a_replayed_recording_moves_the_bar_through_its_values(page, live_user, live_env,
+                                                               tmp_path):  # fmt: skip
+    # Given a recording with a bar that moves in steps, made from a real run's golden file
+    golden = Recording.load(ROOT / "tests" / "jobs" / "golden" / "count_words.json")
+    queued, running, finished = golden.events[0], golden.events[2], golden.events[-1]
+    steps = [0, 15, 40, 65, 90]
+    events = [queued] + [
+        {"type": running["type"], "after_ms": 300 * (i + 1),
+         "data": running["data"] | {"progress": p, "done": p, "total": 100}}
+        for i, p in enumerate(steps)
+    ] + [finished | {"after_ms": 300 * (len(steps) + 1)}]  # fmt: skip
+    path = tmp_path / "steps.json"
+    Recording("count_words", events).save(path)
+    # And its user's page open
+    _, username = live_user("replay")
+    sign_in(page, username)
+    page.goto(f"/user/{username}")
+    watch_task_bar(page)
+    # When a developer replays it onto that user's channel
+    command = ["flask", "--app", "wsgi", "jobs", "replay", str(path), "--user", username]
+    subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=live_env, check=True,
+                   timeout=60)  # fmt: skip
+    # Then the card's bar went through every recorded value, and ends done with the summary
+    page.wait_for_selector("#tasks .task[data-status='succeeded']", timeout=15_000)
+    seen = page.evaluate("() => window.seenValues")
+    distinct = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
+    assert distinct == [*steps, 100], seen
+    assert page.locator("#tasks .task-summary").first.text_content() == finished["data"]["summary"]
+    assert page.refused_by_csp == []
