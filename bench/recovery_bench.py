@@ -3,9 +3,10 @@ export running again, with the defaults.
 
     python -m bench.recovery_bench [--trials 10]
 
-Kills: each trial starts a worker that stops itself mid-export (``tests.support.crash_worker``), then
-either another worker that is already live when the first is killed ("live"), or one started
-right after the kill, as a supervisor restarting the dead one would ("restart"); the time runs
+Kills: each trial starts a worker that stops itself mid-export
+(``tests.support.crash_worker``), then either another worker that is already live when the
+first is killed ("live"), or one started right after the kill, as a supervisor restarting the
+dead one would ("restart"); the time runs
 from the SIGKILL to the task's row showing the next attempt running. "graceful stop": the busy
 worker is stopped with a one-second ``--worker-shutdown-timeout`` while its job is stuck on a
 relay that never answers; the time runs from its exit to the next attempt running elsewhere.
@@ -32,6 +33,7 @@ from microblog.extensions import db
 from microblog.jobs.ending import end
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus
+from microblog.jobs.worker.liveness import WORKERS_KEY
 from tests.support.data import Tarpit
 
 POSTS = 20_000
@@ -58,11 +60,14 @@ def stopped(process: subprocess.Popen) -> bool:
     return any(child.status() == psutil.STATUS_STOPPED for child in children)
 
 
-def beating_workers(redis_url: str) -> int:
-    """Return how many broker processes have beaten in the last two seconds."""
-    client = redis.Redis.from_url(redis_url)
-    now_ms = time.time() * 1000
-    return len(client.zrangebyscore("dramatiq:__heartbeats__", now_ms - 2000, "+inf"))
+def beating(redis_url: str, worker: subprocess.Popen) -> bool:
+    """Tell whether one of ``worker``'s processes beat in the last two seconds (its
+    maintenance tick, which names it "host:pid")."""
+    pids = {str(child.pid) for child in psutil.Process(worker.pid).children(recursive=True)}
+    recent = redis.Redis.from_url(redis_url).zrangebyscore(
+        WORKERS_KEY, time.time() * 1000 - 2000, "+inf"
+    )
+    return any(name.decode().rsplit(":", 1)[1] in pids for name in recent)
 
 
 def trial(app, env: dict[str, str], user_id: int, live: bool) -> float:
@@ -75,7 +80,7 @@ def trial(app, env: dict[str, str], user_id: int, live: bool) -> float:
             wait_until(lambda: stopped(first), 60, "the first worker to stop mid-export")
             if live:
                 second = start_worker(env)
-                wait_until(lambda: beating_workers(env["REDIS_URL"]) >= 2, 60, "a second worker")
+                wait_until(lambda: beating(env["REDIS_URL"], second), 60, "a second worker")
             killed_at = time.monotonic()
             kill(first)
             if not live:
@@ -120,8 +125,8 @@ def graceful_stop(app, env: dict[str, str], user_id: int) -> float:
             wait_until(lambda: attempt_running(task_id, 1) and progress_of(task_id) == 100, 120,
                        "the export to reach its email")  # fmt: skip
             second = start_worker(stuck)
-            wait_until(lambda: beating_workers(env["REDIS_URL"]) >= 2, 60, "a second worker")
-            os.killpg(first.pid, signal.SIGTERM)
+            wait_until(lambda: beating(env["REDIS_URL"], second), 60, "a second worker")
+            first.terminate()  # to the main process, as a supervisor does; it tells its workers
             first.wait(timeout=30)
             exited = time.monotonic()
             wait_until(lambda: attempt_running(task_id, 2), 60, "the export to run again")
