@@ -49,7 +49,7 @@ def test_the_image_holds_production_code_and_packages_only(image):
         "docs",
         ".env",
         ".git",
-        "instance/microblog.sqlite",
+        "pyproject.toml",
     ):
         assert not (app / left_out).exists(), left_out
     assert (app / "microblog").is_dir() and (app / "migrations").is_dir()
