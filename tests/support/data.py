@@ -142,19 +142,34 @@ class Tarpit:
         self.port = free_port()
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
     def _accept(self) -> None:
         while True:
             try:
-                self._held.append(self._server.accept()[0])
-            except OSError:
+                connection = self._server.accept()[0]
+            except OSError:  # the listening socket was shut down
                 return
+            with self._lock:
+                if self._closed:  # accepted while closing: never left to the collector
+                    connection.close()
+                    return
+                self._held.append(connection)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            held, self._held = self._held, []
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        except OSError:
+            pass
+        self._thread.join(timeout=5)
         self._server.close()
-        for connection in self._held:
+        for connection in held:
             connection.close()
 
 
