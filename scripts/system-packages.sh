@@ -13,7 +13,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
   || missing="$missing postgresql"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
 # The image is built with podman, on a stand-in base from debootstrap when no registry answers.
-command -v podman >/dev/null 2>&1 || missing="$missing podman"
+command -v podman >/dev/null 2>&1 || missing="$missing podman buildah fuse-overlayfs slirp4netns uidmap"
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
 
 [ -z "$missing" ] && exit 0
