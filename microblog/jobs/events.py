@@ -67,7 +67,7 @@ def task_event(task: Task, **changes: Any) -> TaskEvent:
         summary=job_type.summary(task) if succeeded and job_type.summary else None,
         finished_at=task.finished_at.isoformat() if task.finished_at else None,
         retry_at=task.retry_at.isoformat() if task.retry_at else None,
-        max_attempts=registry.max_attempts(task.name),
+        max_attempts=job_type.max_attempts if job_type else None,
     )
     return amend(event, **changes)
 

@@ -47,6 +47,11 @@ class JobType:
     def max_retries(self) -> int:
         return self.actor.options["max_retries"]
 
+    @property
+    def max_attempts(self) -> int:
+        """How many attempts an outage may cost a task of this type."""
+        return self.max_retries + 1
+
 
 _types: dict[str, JobType] = {}  # every type declared in this process, by name
 _chores: dict[str, list[Callable[[], object]]] = {}  # every chore declared, by module
@@ -100,9 +105,3 @@ def find(name: str) -> JobType | None:
     Starting one is for :func:`job_types` only.
     """
     return _types.get(name)
-
-
-def max_attempts(name: str) -> int | None:
-    """Return how many attempts an outage may cost a task of that type, if it is known."""
-    job_type = find(name)
-    return None if job_type is None else job_type.max_retries + 1
