@@ -11,7 +11,7 @@ from flask import Flask
 # which would open every worker's log with a dozen lines of noise.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-from microblog import config, errors, security, throttle, urls, wire  # noqa: E402
+from microblog import alerts, config, errors, security, throttle, urls, wire  # noqa: E402
 from microblog.extensions import (  # noqa: E402
     bootstrap,
     csrf,
@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     config.load(app, test_config)
     configure_logging(app)
+    alerts.init_app(app)  # before the broker is made: Sentry's Dramatiq integration hooks it
     wire.init_app(app)  # before the extensions: their hooks read cookies and bodies
     register_extensions(app)
     throttle.init_app(app)
@@ -38,6 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     register_commands(app)
+    app.shell_context_processor(shell_context)
     app.add_template_global(urls.here)  # forms come back to this page, when that is safe
     return app
 
@@ -73,11 +75,27 @@ def register_blueprints(app: Flask) -> None:
     from microblog.ops.health import bp as health_bp
     from microblog.ops.prometheus import bp as metrics_bp
     from microblog.posts.views import bp as posts_bp
+    from microblog.recovery.views import bp as recovery_bp
 
-    for blueprint in (auth_bp, posts_bp, jobs_bp, exports_bp, health_bp, admin_bp):
+    for blueprint in (auth_bp, recovery_bp, posts_bp, jobs_bp, exports_bp, health_bp, admin_bp):
         app.register_blueprint(blueprint)
     if app.config["METRICS_TOKEN"]:  # otherwise no such page, whatever the method
         app.register_blueprint(metrics_bp)
+
+
+def shell_context() -> dict[str, Any]:
+    """What ``flask --app wsgi shell`` starts with: the database and every model."""
+    import sqlalchemy as sa
+    import sqlalchemy.orm as so
+
+    from microblog.auth.models import User
+    from microblog.auth.sessions import SignIn
+    from microblog.exports.models import Archive
+    from microblog.jobs.models import Task
+    from microblog.posts.models import Post
+
+    return {"db": db, "sa": sa, "so": so, "User": User, "SignIn": SignIn, "Post": Post,
+            "Task": Task, "Archive": Archive}  # fmt: skip
 
 
 def register_commands(app: Flask) -> None:

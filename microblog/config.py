@@ -26,10 +26,12 @@ _INTEGERS = {
     "SSE_STREAM_QUEUE_LIMIT",
     "MAX_CONTENT_LENGTH",
     "PROXY_COUNT",
+    "PASSWORD_RESET_MAX_AGE",
+    "ERROR_MAIL_INTERVAL",
 }
 _BOOLEANS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "HTTPS_ONLY"}
 # Read as comma-separated lists.
-_LISTS = {"JOB_MODULES"}
+_LISTS = {"JOB_MODULES", "ADMINS"}
 _STRINGS = {
     "MICROBLOG_ENV",
     "SECRET_KEY",
@@ -43,7 +45,10 @@ _STRINGS = {
     "LOGIN_LIMIT_PER_ACCOUNT",
     "LOGIN_LIMIT_PER_ADDRESS",
     "REGISTER_LIMIT_PER_ADDRESS",
+    "RESET_LIMIT_PER_ACCOUNT",
+    "RESET_LIMIT_PER_ADDRESS",
     "METRICS_TOKEN",
+    "SENTRY_DSN",
 }
 
 
@@ -130,6 +135,17 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "LOGIN_LIMIT_PER_ACCOUNT": "10 per minute",
         "LOGIN_LIMIT_PER_ADDRESS": "60 per minute",
         "REGISTER_LIMIT_PER_ADDRESS": "10 per hour",
+        # Password reset links asked for one address, and from one client address.
+        "RESET_LIMIT_PER_ACCOUNT": "5 per hour",
+        "RESET_LIMIT_PER_ADDRESS": "20 per hour",
+        # Seconds a password reset link works (and only until the password changes).
+        "PASSWORD_RESET_MAX_AGE": 30 * 60,
+        # Addresses that get every unhandled error by email, at most one per distinct error
+        # per ERROR_MAIL_INTERVAL seconds; none when empty.
+        "ADMINS": [],
+        "ERROR_MAIL_INTERVAL": 600,
+        # Errors also go to Sentry when set (sentry-sdk's Flask and Dramatiq integrations).
+        "SENTRY_DSN": None,
         "THROTTLE_ENABLED": True,
         # Bootstrap's CSS and JS come from the app itself, never a CDN.
         "BOOTSTRAP_SERVE_LOCAL": True,

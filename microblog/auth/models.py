@@ -50,6 +50,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     about_me: Mapped[str | None] = mapped_column(Text)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None for accounts made before it was recorded.
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     # Operators: may see and control everyone's tasks at /admin (``flask users grant-admin``).
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
 
@@ -87,7 +89,7 @@ class User(UserMixin, db.Model):
         return self.sign_in_token
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = hash_password(password)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
@@ -96,6 +98,11 @@ class User(UserMixin, db.Model):
         """Return a stable avatar colour, 0–11; no third-party image service sees users."""
         digest = md5(self.email.lower().encode(), usedforsecurity=False).digest()
         return digest[0] % 12
+
+
+def hash_password(password: str) -> str:
+    """Return the salted hash a password is kept as: a new salt, so a new hash, every time."""
+    return generate_password_hash(password)
 
 
 def follow(follower_id: int, followed_id: int) -> None:

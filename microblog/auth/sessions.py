@@ -15,8 +15,9 @@ import secrets
 from datetime import datetime
 
 from blinker import Namespace
-from flask import current_app
-from sqlalchemy import ForeignKey, String, bindparam, delete, select
+from flask import current_app, session
+from flask_login import login_user, logout_user
+from sqlalchemy import ForeignKey, String, bindparam, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from microblog.auth.models import User
@@ -72,6 +73,14 @@ def close_all_sign_ins(user: User) -> None:
     db.session.execute(delete(SignIn).where(SignIn.user_id == user.id))
 
 
+def count_sign_ins(user: User) -> int:
+    """Return how many sign-ins of ``user`` still stand (browsers signed in to it)."""
+    query = select(func.count()).select_from(SignIn)
+    return db.session.scalar(
+        query.where(SignIn.user_id == user.id, SignIn.created_at >= _oldest_valid())
+    )
+
+
 # Every signed-in request runs this: built once, it costs a statement-cache lookup, not a build.
 _USER_SIGNED_IN = (
     select(User)
@@ -91,3 +100,26 @@ def load_user(token: str) -> User | None:
     if user is not None:
         user.sign_in_token = token
     return user
+
+
+def sign_in(user: User, remember: bool) -> None:
+    """Start a fresh session for ``user`` in this browser; commits.
+
+    The old session is dropped whole, CSRF token included: nothing an anonymous visitor (or
+    someone who planted the cookie) held carries over into the signed-in session.
+    """
+    session.clear()
+    open_sign_in(user)
+    db.session.commit()
+    login_user(user, remember=remember)
+
+
+def announce_revoked(user_id: int, sign_ins: list[str] | None = None) -> None:
+    """Say that sign-ins of ``user_id`` (all by default) are revoked, now committed: what they
+    opened, the live streams among them, ends."""
+    sign_ins_closed.send(current_app._get_current_object(), user_id=user_id, sign_ins=sign_ins)
+
+
+def sign_out() -> None:
+    logout_user()
+    session.clear()

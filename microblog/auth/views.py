@@ -7,10 +7,9 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from sqlalchemy.exc import IntegrityError
 
 from microblog.auth.forms import (
@@ -21,10 +20,11 @@ from microblog.auth.forms import (
 )
 from microblog.auth.models import User, canonical, find_user
 from microblog.auth.sessions import (
+    announce_revoked,
     close_all_sign_ins,
     close_sign_in,
-    open_sign_in,
-    sign_ins_closed,
+    sign_in,
+    sign_out,
 )
 from microblog.extensions import db
 from microblog.throttle import limit
@@ -42,29 +42,6 @@ def own_account_key() -> str:
     """Name the signed-in user's account: its password checks share the sign-in form's
     budget, so a stolen session cannot guess the password any faster than a stranger."""
     return "account:" + canonical(current_user.username)[:64]
-
-
-def sign_in(user: User, remember: bool) -> None:
-    """Start a fresh session for ``user`` in this browser; commits.
-
-    The old session is dropped whole, CSRF token included: nothing an anonymous visitor (or
-    someone who planted the cookie) held carries over into the signed-in session.
-    """
-    session.clear()
-    open_sign_in(user)
-    db.session.commit()
-    login_user(user, remember=remember)
-
-
-def announce_revoked(user_id: int, sign_ins: list[str] | None = None) -> None:
-    """Say that sign-ins of ``user_id`` (all by default) are revoked, now committed: what they
-    opened, the live streams among them, ends."""
-    sign_ins_closed.send(current_app._get_current_object(), user_id=user_id, sign_ins=sign_ins)
-
-
-def sign_out() -> None:
-    logout_user()
-    session.clear()
 
 
 @bp.route("/register", methods=["GET", "POST"])

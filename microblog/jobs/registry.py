@@ -1,4 +1,6 @@
-"""Job types and chores: one record each, from the modules ``JOB_MODULES`` names.
+"""Job types, chores and errands: one record each.
+
+Job types and chores come from the modules ``JOB_MODULES`` names.
 
 A job type is declared by :func:`microblog.jobs.worker.runner.job` in a job module, a chore
 (work for every reaper pass, e.g. deleting expired files) by :func:`chore`. Which modules
@@ -7,6 +9,10 @@ processes and ``dramatiq tasks`` load the same list, whatever else either happen
 The app's broker knows exactly the types of those modules; a job module imported for another
 reason (a view) adds nothing to an app that does not list it: neither its job types nor its
 chores.
+
+An errand (see :func:`microblog.jobs.worker.runner.errand`) is work for a worker with no task
+row and no card, such as an email to send for a request that has no user yet. Errands are the
+product's plumbing, not a choice: every app binds every errand its process declared.
 """
 
 import importlib
@@ -55,6 +61,7 @@ class JobType:
 
 _types: dict[str, JobType] = {}  # every type declared in this process, by name
 _chores: dict[str, list[Callable[[], object]]] = {}  # every chore declared, by module
+_errands: dict[str, dramatiq.Actor] = {}  # every errand declared in this process, by name
 
 
 class DuplicateJobType(Exception):
@@ -68,6 +75,24 @@ def declare(job_type: JobType) -> None:
             f"{job_type.name!r} is declared by both {existing.module} and {job_type.module}"
         )
     _types[job_type.name] = job_type
+
+
+def declare_errand(actor: dramatiq.Actor) -> None:
+    existing = _errands.get(actor.actor_name)
+    if actor.actor_name in _types or (existing and existing.fn.__module__ != actor.fn.__module__):
+        raise DuplicateJobType(f"{actor.actor_name!r} is declared twice")
+    _errands[actor.actor_name] = actor
+
+
+def errands() -> list[dramatiq.Actor]:
+    """Return every errand declared in this process."""
+    return list(_errands.values())
+
+
+def actor_options(name: str) -> dict:
+    """Return the Dramatiq options (retries, backoff) of a job type's or an errand's actor."""
+    actor = _errands.get(name) or (_types[name].actor if name in _types else None)
+    return actor.options if actor is not None else {}
 
 
 def chore(function: Callable[[], object]) -> Callable[[], object]:

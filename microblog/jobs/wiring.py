@@ -32,13 +32,15 @@ def make_broker(app: Flask) -> Broker:
 
 
 def init_app(app: Flask) -> Broker:
-    """Make the app's broker this process's broker and bind the app's job types to it."""
+    """Make the app's broker this process's broker; bind the app's job types and every
+    errand to it."""
     broker = make_broker(app)
     broker.add_middleware(Reaper(app))
     broker.add_middleware(UnknownJobTypes(app))
     dramatiq.set_broker(broker)
-    for job_type in registry.load(app).values():
-        job_type.actor.broker = broker
-        broker.declare_actor(job_type.actor)
+    actors = [job_type.actor for job_type in registry.load(app).values()]
+    for actor in actors + registry.errands():
+        actor.broker = broker
+        broker.declare_actor(actor)
     app.extensions["dramatiq"] = broker
     return broker

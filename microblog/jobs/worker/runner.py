@@ -121,6 +121,64 @@ def job(
     return decorate
 
 
+def errand(
+    *,
+    queue_name: str = "default",
+    max_retries: int = 8,
+    min_backoff: int = 2_000,
+    max_backoff: int = 60_000,
+    time_limit: int = 2 * 60_000,
+) -> Callable[[Callable[..., None]], dramatiq.Actor]:
+    """Make ``function`` an errand: a small piece of work for a worker with no task row, such
+    as an email to send for a request (see :mod:`microblog.jobs.registry`). Its arguments
+    travel as JSON; it runs in an app context.
+
+    A dependency's outage is retried like a job's, with the same backoff, and its last one
+    logged as an error; any other exception is logged with its traceback and not retried.
+    Every errand runs whatever ``JOB_MODULES`` says, once its module is imported.
+    """
+
+    def decorate(function: Callable[..., None]) -> dramatiq.Actor:
+        name = function.__name__
+
+        def perform(*args: Any, **kwargs: Any) -> None:
+            try:
+                function(*args, **kwargs)
+            except dramatiq.Retry:
+                raise
+            except Exception as error:
+                discard_session()
+                if not is_outage(error):
+                    log.exception("errand %s failed", name)
+                elif is_last_attempt():
+                    log.error("errand %s met an outage for the last time; it is dropped",
+                              name, exc_info=True)  # fmt: skip
+                else:
+                    delay_ms = retry_delay_ms()
+                    log.warning("errand %s met an outage (%s: %s); it will be retried in %.0f s",
+                                name, type(error).__name__, error, delay_ms / 1000)  # fmt: skip
+                    raise dramatiq.Retry(str(error), delay=delay_ms) from None
+
+        perform.__module__, perform.__qualname__ = function.__module__, function.__qualname__
+        actor = dramatiq.Actor(
+            perform,
+            broker=placeholder_broker(),
+            actor_name=name,
+            queue_name=queue_name,
+            priority=0,
+            options={
+                "max_retries": max_retries,
+                "min_backoff": min_backoff,
+                "max_backoff": max_backoff,
+                "time_limit": time_limit,
+            },
+        )
+        registry.declare_errand(actor)
+        return actor
+
+    return decorate
+
+
 def run_task(task_id: str, body: JobBody, *, max_attempts: int) -> None:
     """Run one attempt of a task; a dependency's outage, here or in the body, is retried.
 
@@ -181,6 +239,8 @@ def run_body(task: Task, attempt: Attempt, body: JobBody, card: TaskEvent) -> No
             log.exception("task %s: attempt %d failed", attempt.task_id, attempt.number)
             finish_or_leave(attempt, user_safe_reason(error))
         elif is_last_attempt():
+            log.error("task %s: attempt %d met an outage for the last time",
+                      attempt.task_id, attempt.number, exc_info=True)  # fmt: skip
             finish_or_leave(attempt, user_safe_reason(error))
         else:
             wait_for_retry(attempt, user_id, card, error)
@@ -223,7 +283,7 @@ def retry_delay_ms() -> int:
     doubling with each retry up to ``max_backoff``, less up to a fifth at random so that
     the tasks an outage stopped together do not all knock again at once."""
     message = CurrentMessage.get_current_message()
-    options = registry.find(message.actor_name).actor.options if message else {}
+    options = registry.actor_options(message.actor_name) if message else {}
     retries = message.options.get("retries", 0) if message else 0
     ceiling = min(
         options.get("max_backoff", 60_000), options.get("min_backoff", 2_000) * 2**retries
@@ -274,7 +334,8 @@ def is_last_attempt() -> bool:
     message = CurrentMessage.get_current_message()
     if message is None:  # called directly, not by a worker: nothing will retry
         return True
-    max_retries = message.options.get("max_retries", registry.find(message.actor_name).max_retries)
+    options = registry.actor_options(message.actor_name)
+    max_retries = message.options.get("max_retries", options.get("max_retries", 0))
     return message.options.get("retries", 0) >= max_retries
 
 

@@ -91,17 +91,15 @@
     }
   }
 
-  // "The mail server is unreachable. Trying again at 14:32 (attempt 3 of 13)." in the
-  // reader's own time.
+  // "The mail server is unreachable. Trying again at 14:32 (attempt 3 of 13).": times.js
+  // puts the time in the reader's own clock.
   function waitingNote(task) {
     const note = document.createElement("span");
     note.className = "text-warning-emphasis task-waiting";
     const time = document.createElement("time");
     time.dateTime = task.retry_at;
-    time.textContent = new Date(task.retry_at).toLocaleTimeString([], {
-      hour: "2-digit",
-      minute: "2-digit",
-    });
+    time.dataset.style = "clock";
+    time.textContent = `${task.retry_at.slice(11, 16)} UTC`;
     const of = task.max_attempts ? ` of ${task.max_attempts}` : "";
     note.append(`${task.error || "Waiting."} Trying again at `, time,
                 ` (attempt ${task.attempt + 1}${of}).`);

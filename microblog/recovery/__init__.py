@@ -1,0 +1,1 @@
+"""Getting back into an account: a password reset link by email, sent by a worker."""

@@ -1,0 +1,58 @@
+"""The password reset link's token: signed, expiring, and dead once the password changes.
+
+The token carries the user's id and a fingerprint of the password hash as it was when the
+link was made. Any change of password (this link used, another link, the account page, an
+operator) makes a new hash with a new salt, so every link made before it stops working.
+"""
+
+import hashlib
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from microblog.auth.models import User
+from microblog.extensions import db
+
+SALT = "password-reset"
+MAX_TOKEN_LENGTH = 512  # far longer than any token made here
+
+
+class InvalidLink(Exception):
+    """The link cannot reset a password; its message says why, for the user."""
+
+
+def fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
+
+
+def make_token(user: User) -> str:
+    """Return a token that resets ``user``'s password until it expires or the password changes."""
+    return _serializer().dumps([user.id, fingerprint(user.password_hash)])
+
+
+def read_token(token: str) -> tuple[User, str]:
+    """Return the user a token resets, and the password hash it was made for.
+
+    :raise InvalidLink: forged, damaged, expired, used, or its account is gone.
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidLink("This link is not a password reset link of this site.")
+    try:
+        user_id, print_ = _serializer().loads(
+            token, max_age=current_app.config["PASSWORD_RESET_MAX_AGE"]
+        )
+    except SignatureExpired:
+        raise InvalidLink("This link has expired.") from None
+    except (BadSignature, TypeError, ValueError):
+        raise InvalidLink("This link is not a password reset link of this site.") from None
+    if not isinstance(user_id, int) or not isinstance(print_, str):
+        raise InvalidLink("This link is not a password reset link of this site.")
+    user = db.session.scalar(select(User).where(User.id == user_id))
+    if user is None or fingerprint(user.password_hash) != print_:
+        raise InvalidLink("This link has been used already, or the password changed since.")
+    return user, user.password_hash

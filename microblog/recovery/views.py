@@ -1,0 +1,96 @@
+"""Password reset at the seed's URLs: ask for a link by email, then choose a new password."""
+
+import logging
+
+import redis
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import update
+
+from microblog.auth.models import User, canonical, hash_password
+from microblog.auth.sessions import announce_revoked, close_all_sign_ins, sign_in
+from microblog.extensions import db
+from microblog.recovery.forms import ResetPasswordForm, ResetRequestForm
+from microblog.recovery.mail import send_password_changed, send_password_reset
+from microblog.recovery.tokens import InvalidLink, read_token
+from microblog.throttle import limit
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("recovery", __name__, url_prefix="/auth")
+
+LINK_SENT = (
+    "If an account has that address, an email with a link to choose a new password is on its "
+    "way. The link works for {minutes} minutes."
+)
+QUEUE_AWAY = "Sending emails is not possible right now. Please try again in a few minutes."
+
+
+def address_key() -> str:
+    """Name the account a reset is asked for by the address typed, without looking it up: a
+    lookup would take longer for registered addresses than for others."""
+    return "reset:" + canonical(request.form.get("email", "").strip())[:120]
+
+
+def minutes() -> int:
+    return current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
+
+
+@bp.route("/reset_password_request", methods=["GET", "POST"])
+@limit("RESET_LIMIT_PER_ADDRESS")
+@limit("RESET_LIMIT_PER_ACCOUNT", key=address_key)
+def reset_password_request():
+    """Send a reset link to the address, if an account has it; answer the same either way."""
+    form = ResetRequestForm()
+    if form.validate_on_submit():
+        try:
+            send_password_reset.send(form.email.data)
+        except redis.RedisError as error:
+            log.warning("password reset not queued, Redis is unreachable: %s", error)
+            flash(QUEUE_AWAY, "danger")
+            return render_template(
+                "recovery/request.html", title="Reset your password", form=form, minutes=minutes()
+            ), 503
+        flash(LINK_SENT.format(minutes=minutes()), "info")
+        return redirect(url_for("auth.login"))
+    return render_template(
+        "recovery/request.html", title="Reset your password", form=form, minutes=minutes()
+    ), 400 if form.errors else 200
+
+
+@bp.route("/reset_password/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    """Set a new password with a link's token; close every sign-in and sign this browser in."""
+    try:
+        user, old_hash = read_token(token)
+    except InvalidLink as error:
+        return invalid_link(str(error))
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        # Conditional on the hash the link was made for: two uses at once change it once.
+        changed = db.session.execute(
+            update(User)
+            .where(User.id == user.id, User.password_hash == old_hash)
+            .values(password_hash=hash_password(form.password.data))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not changed:
+            db.session.rollback()
+            return invalid_link("This link has been used already, or the password changed since.")
+        close_all_sign_ins(user)
+        sign_in(user, remember=False)  # commits the password with the closed sign-ins
+        announce_revoked(user.id)
+        try:
+            send_password_changed.send(user.id)
+        except redis.RedisError as error:
+            log.warning("user %s: password-changed email not queued: %s", user.id, error)
+        flash("Your password is changed, and every other device is signed out.", "success")
+        return redirect(url_for("posts.index"))
+    return render_template(
+        "recovery/reset.html", title="Choose a new password", form=form, username=user.username
+    ), 400 if form.errors else 200
+
+
+def invalid_link(reason: str):
+    return render_template(
+        "recovery/invalid.html", title="Invalid link", reason=reason, minutes=minutes()
+    ), 400
