@@ -3,14 +3,18 @@
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import update
 
 from microblog.auth.models import User
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
+from microblog.jobs.models import Task
 from microblog.jobs.recording import Recording
 from tests.support import ROOT
 from tests.support.servers import running_worker
@@ -253,3 +257,49 @@ def test_a_replayed_recording_moves_the_bar_through_its_values(page, live_user, 
     assert distinct == [*steps, 100], seen
     assert page.locator("#tasks .task-summary").first.text_content() == finished["data"]["summary"]
     assert page.refused_by_csp == []
+
+
+def test_times_show_in_the_reader_s_timezone_and_language(browser, gunicorn_server, live_app,
+                                                          live_user):  # fmt: skip
+    # Given a post written at 2024-01-01 00:00 UTC and an export that finished 20 minutes ago
+    user_id, username = live_user("times", posts=1)
+    finished = datetime.now(UTC) - timedelta(minutes=20)
+    with live_app.app_context():
+        task_id = launch(export_posts, user_id).id
+        db.session.execute(update(Task).where(Task.id == task_id).values(
+            status="succeeded", finished_at=finished, progress=100))  # fmt: skip
+        db.session.commit()
+    in_new_york = finished.astimezone(ZoneInfo("America/New_York"))
+    # When a reader in New York whose browser speaks Spanish opens the profile
+    context = browser.new_context(
+        base_url=gunicorn_server, timezone_id="America/New_York", locale="es-ES"
+    )
+    page = watch_csp(context.new_page())
+    try:
+        sign_in(page, username)
+        page.goto(f"/user/{username}")
+        post_time = page.locator(".post time").first
+        finished_time = page.locator("#tasks .task-finished time").first
+        page.wait_for_function("() => !document.querySelector('.post time').textContent"
+                               ".includes('UTC')", timeout=10_000)  # fmt: skip
+        # Then each time is local and in Spanish, with the full local time on hover
+        assert post_time.text_content() == "31 dic 2023, 19:00"
+        assert finished_time.text_content() == "hace 20 minutos"
+        title = finished_time.get_attribute("title")
+        assert f"{in_new_york.hour}:{in_new_york.minute:02d}" in title and "UTC" not in title
+        # And a time that arrives live (the export cancelled from this page) reads as recent
+        with live_app.app_context():
+            launch(export_posts, user_id)
+        page.reload()
+        page.click("#tasks .task[data-status='queued'] .task-cancel button")
+        page.wait_for_selector("#tasks .task[data-status='cancelled'] .task-finished time")
+        live_time = page.locator("#tasks .task[data-status='cancelled'] .task-finished time")
+        page.wait_for_function(
+            "() => !document.querySelector('#tasks .task-finished time').textContent"
+            ".includes('UTC')", timeout=10_000)  # fmt: skip
+        assert live_time.text_content() in {"ahora", "hace 1 segundo"} or "hace" in (
+            live_time.text_content()
+        )
+        assert page.refused_by_csp == []
+    finally:
+        context.close()
