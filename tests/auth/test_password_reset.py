@@ -7,6 +7,7 @@ import time
 from email.message import Message
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
@@ -18,7 +19,8 @@ from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.recovery import tokens
-from tests.support.web import PASSWORD
+from tests.support.servers import running_worker
+from tests.support.web import PASSWORD, live_session
 
 NEW_PASSWORD = "brand-new-horse-8"
 REQUEST = "/auth/reset_password_request"
@@ -258,3 +260,49 @@ def test_with_the_queue_away_the_user_is_told_to_try_again(app_config, make_user
 
 def test_the_login_page_links_to_the_reset(client):
     assert REQUEST in client.get("/auth/login").get_data(as_text=True)
+
+
+def csrf_token(session: requests.Session, url: str) -> str:
+    page = session.get(url, timeout=10)
+    assert page.status_code == 200, page.text[:500]
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text)[1]
+
+
+def test_a_reset_through_gunicorn_and_a_dramatiq_worker(
+    gunicorn_server, live_env, live_user, smtp_server, tmp_path
+):
+    # Given alice signed in on one browser, and gunicorn with a `dramatiq tasks` worker
+    _, username = live_user("reset")
+    address = f"{username}@example.com"
+    old_browser = live_session(gunicorn_server, username)
+    smtp_server.messages.clear()
+    with running_worker(live_env, tmp_path / "worker.log"):
+        # When another browser asks for a link
+        browser = requests.Session()
+        url = gunicorn_server + REQUEST
+        sent = browser.post(url, data={"email": address, "csrf_token": csrf_token(browser, url)},
+                            allow_redirects=False, timeout=10)  # fmt: skip
+        assert sent.status_code == 302, sent.text[:500]
+        # Then the worker emails it
+        link = gunicorn_server + reset_link(
+            wait_for_mail(smtp_server.messages, address, "Reset your microblog password")
+        )
+        # When the link sets a new password
+        form = {"password": NEW_PASSWORD, "password2": NEW_PASSWORD}
+        done = browser.post(link, data={**form, "csrf_token": csrf_token(browser, link)},
+                            allow_redirects=False, timeout=10)  # fmt: skip
+        assert done.status_code == 302 and done.headers["Location"] == "/"
+        wait_for_mail(smtp_server.messages, address, "Your microblog password was changed")
+    # Then the old browser is signed out, the new one signed in, the link dead
+    assert (
+        old_browser.get(gunicorn_server + "/", allow_redirects=False, timeout=10).status_code == 302
+    )
+    assert browser.get(gunicorn_server + "/", allow_redirects=False, timeout=10).status_code == 200
+    reused = browser.get(link, timeout=10)
+    assert reused.status_code == 400 and "used already" in reused.text
+    # And the new password signs in; the old one does not
+    live_session(gunicorn_server, username, NEW_PASSWORD)
+    with pytest.raises(AssertionError):
+        live_session(gunicorn_server, username, PASSWORD)
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log, log[-3000:]

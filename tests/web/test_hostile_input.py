@@ -50,6 +50,7 @@ FORMS = {
     "/": ("post",),
     "/edit_profile": ("username", "about_me"),
     "/auth/account": ("current_password", "password", "password2"),
+    "/auth/reset_password_request": ("email",),
 }
 SIGNED_IN_FORMS = ("/", "/edit_profile", "/auth/account")
 
@@ -118,6 +119,15 @@ def test_a_file_where_text_belongs_is_400_and_stores_nothing(alice, app, path):
         ("/edit_profile", "username", "bob\n", "Use letters, digits"),
         ("/auth/login", "username", "alice\x00", "Remove the control characters"),
         ("/auth/login", "password", "x\x00" * 80, "at most 128 characters"),
+        ("/auth/reset_password_request", "email", "alice@example.com\x00", "Remove the control"),
+        (
+            "/auth/reset_password_request",
+            "email",
+            "a@example.com\nBcc: b@example.com",
+            "Remove the control",
+        ),
+        ("/auth/reset_password_request", "email", "ａｌｉｃｅ＠example", "Invalid email"),
+        ("/auth/reset_password_request", "email", "x" * 121 + "@example.com", "120 characters"),
     ],
 )
 def test_control_and_invisible_characters_get_a_field_error(
@@ -186,8 +196,11 @@ ROUTES = st.one_of(
     st.tuples(st.sampled_from(["GET"]),
               st.sampled_from(["/user/{}", "/tasks/{}", "/exports/{}/download"])),
     st.tuples(st.sampled_from(["POST"]), st.sampled_from(["/follow/{}", "/unfollow/{}"])),
+    st.tuples(st.sampled_from(["GET", "POST"]), st.just("/auth/reset_password/{}")),
 )  # fmt: skip
-QUERY_TARGETS = st.sampled_from(["/", "/explore", "/user/alice", "/auth/login", "/stream"])
+QUERY_TARGETS = st.sampled_from(
+    ["/", "/explore", "/user/alice", "/auth/login", "/stream", "/auth/reset_password_request"]
+)
 
 
 @given_fuzz(route=ROUTES, segment=SEGMENT, accept=ACCEPT)
@@ -227,3 +240,25 @@ def test_no_login_redirect_leaves_the_site_whatever_next_holds(app, registered, 
         return
     assert response.status_code == 302
     assert stays_on_site("http://localhost", response.headers["Location"]), next_value
+
+
+@pytest.fixture
+def reset_link(app, registered) -> str:
+    """A live reset link for alice, made once for every example of a test."""
+    from microblog.recovery.tokens import make_token
+
+    with app.app_context():
+        link = "/auth/reset_password/" + make_token(db.session.get(User, registered))
+        db.session.remove()
+        return link
+
+
+@given_fuzz(body=BODIES, accept=ACCEPT)
+def test_no_reset_form_post_is_a_server_error_and_refused_ones_store_nothing(
+    app, reset_link, body, accept
+):
+    before = snapshot(app)
+    response = app.test_client().post(reset_link, headers={"Accept": accept}, **body)
+    assert response.status_code < 500, response.get_data(as_text=True)[:500]
+    if response.status_code >= 400:
+        assert snapshot(app) == before
