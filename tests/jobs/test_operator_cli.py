@@ -117,7 +117,10 @@ def test_jobs_status_shows_queues_and_fails_without_a_live_worker(app, runner, m
     # Then it is listed with its last beat, and the check passes
     assert busy.exit_code == 0, busy.output
     assert "live workers: 1" in busy.output
-    line = r"^  \S+:\d+  last beat \d+\.\ds ago  runs: count_words, export_posts$"
+    line = (
+        r"^  \S+:\d+  last beat \d+\.\ds ago  runs: count_words, export_posts, "
+        r"send_password_changed, send_password_reset$"
+    )  # job types, then errands
     assert re.search(line, busy.output, re.MULTILINE), busy.output
     # And a worker that stopped is gone from the list at once
     assert runner.invoke(args=["jobs", "status"]).exit_code == 1
