@@ -1,5 +1,7 @@
 """Operators' commands for accounts: ``flask --app wsgi users …``."""
 
+from types import SimpleNamespace
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -11,6 +13,7 @@ from microblog.auth.sessions import (
     announce_revoked,
     close_all_sign_ins,
     count_sign_ins,
+    password_changed,
 )
 from microblog.extensions import db
 
@@ -66,19 +69,16 @@ def set_password(username: str) -> None:
     close_all_sign_ins(user)
     db.session.commit()
     announce_revoked(user.id)
+    password_changed.send(current_app._get_current_object(), user_id=user.id)
     click.echo(f"{user.username} has a new password; every sign-in is closed")
 
 
 def password_problem(password: str) -> str | None:
     """Return why the account forms would refuse ``password``, or None."""
-
-    class Field:
-        data = password
-
     if len(password) > MAX_PASSWORD_LENGTH:
         return f"Use at most {MAX_PASSWORD_LENGTH} characters."
     try:
-        strong_password(None, Field)
+        strong_password(None, SimpleNamespace(data=password))
     except ValueError as error:
         return str(error)
     return None

@@ -7,7 +7,7 @@ The table keeps only a hash of each token: a leaked database cannot be replayed 
 
 Whoever holds something a sign-in opened (the live channel's streams) listens to
 :data:`sign_ins_closed` and :data:`admin_revoked`, which are sent once a revocation is
-committed.
+committed; :data:`password_changed` tells whoever lets the user know (an email).
 """
 
 import hashlib
@@ -31,6 +31,8 @@ _signals = Namespace()
 sign_ins_closed = _signals.signal("sign-ins-closed")
 # Sent after ``user_id`` lost the admin role, committed.
 admin_revoked = _signals.signal("admin-revoked")
+# Sent after ``user_id``'s password changed, committed (whoever tells the user listens).
+password_changed = _signals.signal("password-changed")
 
 
 class SignIn(db.Model):

@@ -23,6 +23,7 @@ from microblog.auth.sessions import (
     announce_revoked,
     close_all_sign_ins,
     close_sign_in,
+    password_changed,
     sign_in,
     sign_out,
 )
@@ -111,6 +112,7 @@ def account():
             sign_in(user, remember=remembered)
             # Every stream open now is an old sign-in's; the new one's open after this answer.
             announce_revoked(user.id)
+            password_changed.send(current_app._get_current_object(), user_id=user.id)
             flash("Your password is changed; every other device is signed out.", "success")
             return redirect(url_for("auth.account"))
     return render_template(

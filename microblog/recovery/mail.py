@@ -1,4 +1,5 @@
-"""The emails of a password reset, sent by a worker: the link, and "your password changed".
+"""The emails of a password reset, sent by a worker: the link, and "your password changed"
+(after any change of password: a reset, the Account page, an operator).
 
 A web request only enqueues an errand carrying the address typed in (or the user's id), so a
 request for an address with no account does exactly the same work as one for a registered
@@ -9,6 +10,7 @@ redelivered or retried message that finds the mark sends nothing.
 
 import logging
 
+import redis
 from dramatiq.middleware import CurrentMessage
 from flask import current_app, render_template
 from flask_mail import Message
@@ -16,6 +18,7 @@ from sqlalchemy import select
 
 from microblog import mailer
 from microblog.auth.models import User, canonical
+from microblog.auth.sessions import password_changed
 from microblog.extensions import db
 from microblog.jobs.worker.runner import errand
 from microblog.live.channel import redis_client
@@ -86,3 +89,12 @@ def send_password_changed(user_id: int) -> None:
     )
     db.session.commit()
     send_once(message, f"password-changed notice for user {user_id}")
+
+
+@password_changed.connect
+def notify_password_changed(_app: object, user_id: int) -> None:
+    """Queue the "your password was changed" email; a change never fails for want of it."""
+    try:
+        send_password_changed.send(user_id)
+    except redis.RedisError as error:
+        log.warning("user %s: password-changed email not queued: %s", user_id, error)

@@ -7,10 +7,15 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from sqlalchemy import update
 
 from microblog.auth.models import User, canonical, hash_password
-from microblog.auth.sessions import announce_revoked, close_all_sign_ins, sign_in
+from microblog.auth.sessions import (
+    announce_revoked,
+    close_all_sign_ins,
+    password_changed,
+    sign_in,
+)
 from microblog.extensions import db
 from microblog.recovery.forms import ResetPasswordForm, ResetRequestForm
-from microblog.recovery.mail import send_password_changed, send_password_reset
+from microblog.recovery.mail import send_password_reset
 from microblog.recovery.tokens import InvalidLink, read_token
 from microblog.throttle import limit
 
@@ -47,14 +52,16 @@ def reset_password_request():
         except redis.RedisError as error:
             log.warning("password reset not queued, Redis is unreachable: %s", error)
             flash(QUEUE_AWAY, "danger")
-            return render_template(
-                "recovery/request.html", title="Reset your password", form=form, minutes=minutes()
-            ), 503
+            return request_page(form, 503)
         flash(LINK_SENT.format(minutes=minutes()), "info")
         return redirect(url_for("auth.login"))
+    return request_page(form, 400 if form.errors else 200)
+
+
+def request_page(form: ResetRequestForm, status: int):
     return render_template(
         "recovery/request.html", title="Reset your password", form=form, minutes=minutes()
-    ), 400 if form.errors else 200
+    ), status
 
 
 @bp.route("/reset_password/<token>", methods=["GET", "POST"])
@@ -79,10 +86,7 @@ def reset_password(token: str):
         close_all_sign_ins(user)
         sign_in(user, remember=False)  # commits the password with the closed sign-ins
         announce_revoked(user.id)
-        try:
-            send_password_changed.send(user.id)
-        except redis.RedisError as error:
-            log.warning("user %s: password-changed email not queued: %s", user.id, error)
+        password_changed.send(current_app._get_current_object(), user_id=user.id)
         flash("Your password is changed, and every other device is signed out.", "success")
         return redirect(url_for("posts.index"))
     return render_template(

@@ -306,3 +306,22 @@ def test_a_reset_through_gunicorn_and_a_dramatiq_worker(
         live_session(gunicorn_server, username, PASSWORD)
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_every_change_of_password_tells_the_user(app, client, auth, runner, mailbox):
+    # Given alice signed in
+    auth.signed_in("alice")
+    subject = "Your microblog password was changed"
+    with in_process_worker(app):
+        # When she changes it on the Account page, and an operator sets it again
+        changed = client.post("/auth/account", data={"current_password": PASSWORD,
+                              "password": NEW_PASSWORD, "password2": NEW_PASSWORD})  # fmt: skip
+        assert changed.status_code == 302
+        wait_for_mail(mailbox, "alice@example.com", subject)
+        result = runner.invoke(
+            args=["users", "set-password", "alice"], input="third-horse-9\nthird-horse-9\n"
+        )
+        assert result.exit_code == 0, result.output
+        # Then each change is one email to her
+        wait_for_mail(mailbox, "alice@example.com", subject, count=2)
+    assert len(mails_to(mailbox, "alice@example.com", subject)) == 2
