@@ -10,10 +10,10 @@ from microblog.auth.forms import MAX_PASSWORD_LENGTH, strong_password
 from microblog.auth.models import User, find_user
 from microblog.auth.sessions import (
     admin_revoked,
+    announce_password_changed,
     announce_revoked,
     close_all_sign_ins,
     count_sign_ins,
-    password_changed,
 )
 from microblog.extensions import db
 
@@ -68,8 +68,7 @@ def set_password(username: str) -> None:
     user.set_password(password)
     close_all_sign_ins(user)
     db.session.commit()
-    announce_revoked(user.id)
-    password_changed.send(current_app._get_current_object(), user_id=user.id)
+    announce_password_changed(user.id)
     click.echo(f"{user.username} has a new password; every sign-in is closed")
 
 

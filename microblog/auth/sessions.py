@@ -122,6 +122,13 @@ def announce_revoked(user_id: int, sign_ins: list[str] | None = None) -> None:
     sign_ins_closed.send(current_app._get_current_object(), user_id=user_id, sign_ins=sign_ins)
 
 
+def announce_password_changed(user_id: int) -> None:
+    """Say that ``user_id``'s password changed, with every sign-in made before it revoked, all
+    now committed: their streams end, and the user is told."""
+    announce_revoked(user_id)
+    password_changed.send(current_app._get_current_object(), user_id=user_id)
+
+
 def sign_out() -> None:
     logout_user()
     session.clear()

@@ -20,10 +20,10 @@ from microblog.auth.forms import (
 )
 from microblog.auth.models import User, canonical, find_user
 from microblog.auth.sessions import (
+    announce_password_changed,
     announce_revoked,
     close_all_sign_ins,
     close_sign_in,
-    password_changed,
     sign_in,
     sign_out,
 )
@@ -111,8 +111,7 @@ def account():
             remembered = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
             sign_in(user, remember=remembered)
             # Every stream open now is an old sign-in's; the new one's open after this answer.
-            announce_revoked(user.id)
-            password_changed.send(current_app._get_current_object(), user_id=user.id)
+            announce_password_changed(user.id)
             flash("Your password is changed; every other device is signed out.", "success")
             return redirect(url_for("auth.account"))
     return render_template(

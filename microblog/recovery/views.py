@@ -8,9 +8,8 @@ from sqlalchemy import update
 
 from microblog.auth.models import User, canonical, hash_password
 from microblog.auth.sessions import (
-    announce_revoked,
+    announce_password_changed,
     close_all_sign_ins,
-    password_changed,
     sign_in,
 )
 from microblog.extensions import db
@@ -85,8 +84,7 @@ def reset_password(token: str):
             return invalid_link("This link has been used already, or the password changed since.")
         close_all_sign_ins(user)
         sign_in(user, remember=False)  # commits the password with the closed sign-ins
-        announce_revoked(user.id)
-        password_changed.send(current_app._get_current_object(), user_id=user.id)
+        announce_password_changed(user.id)
         flash("Your password is changed, and every other device is signed out.", "success")
         return redirect(url_for("posts.index"))
     return render_template(
