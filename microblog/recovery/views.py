@@ -92,6 +92,13 @@ def reset_password(token: str):
     ), 400 if form.errors else 200
 
 
+@bp.after_request
+def never_cached(response):
+    """A reset page names an account and holds a live link: no cache or proxy keeps it."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def invalid_link(reason: str):
     return render_template(
         "recovery/invalid.html", title="Invalid link", reason=reason, minutes=minutes()

@@ -88,6 +88,7 @@ def test_the_emailed_link_resets_the_password_once_and_signs_out_every_device(
         # When the link's form is shown and sent with a new password
         form = stranger.get(link)
         assert form.status_code == 200 and "Choose a new password" in form.get_data(as_text=True)
+        assert form.headers["Cache-Control"] == "no-store"
         done = stranger.post(link, data={"password": NEW_PASSWORD, "password2": NEW_PASSWORD})
         assert done.status_code == 302
         # Then a "password changed" email follows
