@@ -101,24 +101,29 @@ def job(
         def perform(task_id: str) -> None:
             run_task(task_id, body, max_attempts=max_attempts)
 
-        perform.__module__, perform.__qualname__ = body.__module__, body.__qualname__
-        actor = dramatiq.Actor(
-            perform,
-            broker=placeholder_broker(),
-            actor_name=body.__name__,
-            queue_name=queue_name,
-            priority=0,
-            options={
-                "max_retries": max_retries,
-                "min_backoff": min_backoff,
-                "max_backoff": max_backoff,
-                "time_limit": time_limit,
-            },
-        )
+        actor = declare_actor(perform, body, queue_name, max_retries=max_retries,
+                              min_backoff=min_backoff, max_backoff=max_backoff,
+                              time_limit=time_limit)  # fmt: skip
         registry.declare(JobType(actor, description, result_endpoint, result_label, summary))
         return actor
 
     return decorate
+
+
+def declare_actor(
+    perform: Callable[..., None], wrapped: Callable, queue_name: str, **options: int
+) -> dramatiq.Actor:
+    """Make ``perform`` (which runs ``wrapped``) an actor named after ``wrapped``, on the
+    placeholder broker until the app's wiring binds it."""
+    perform.__module__, perform.__qualname__ = wrapped.__module__, wrapped.__qualname__
+    return dramatiq.Actor(
+        perform,
+        broker=placeholder_broker(),
+        actor_name=wrapped.__name__,
+        queue_name=queue_name,
+        priority=0,
+        options=options,
+    )
 
 
 def errand(
@@ -159,20 +164,9 @@ def errand(
                                 name, type(error).__name__, error, delay_ms / 1000)  # fmt: skip
                     raise dramatiq.Retry(str(error), delay=delay_ms) from None
 
-        perform.__module__, perform.__qualname__ = function.__module__, function.__qualname__
-        actor = dramatiq.Actor(
-            perform,
-            broker=placeholder_broker(),
-            actor_name=name,
-            queue_name=queue_name,
-            priority=0,
-            options={
-                "max_retries": max_retries,
-                "min_backoff": min_backoff,
-                "max_backoff": max_backoff,
-                "time_limit": time_limit,
-            },
-        )
+        actor = declare_actor(perform, function, queue_name, max_retries=max_retries,
+                              min_backoff=min_backoff, max_backoff=max_backoff,
+                              time_limit=time_limit)  # fmt: skip
         registry.declare_errand(actor)
         return actor
 
