@@ -58,9 +58,14 @@ def app_config(database_url, redis_server, smtp_server) -> dict:
 
 @pytest.fixture
 def app(app_config, redis_server) -> Iterator[Flask]:
-    redis.Redis.from_url(redis_server.url).flushall()  # no messages left by other tests
+    store = redis.Redis.from_url(redis_server.url, socket_timeout=10)
+    store.flushall()  # no messages left by other tests
     app = create_app(app_config)
     yield app
+    # ...and none left for the next: a live worker would run them, or fail on an actor
+    # only this test's module declares.
+    store.flushall()
+    store.close()
     hub = app.extensions.get("microblog.broadcaster")
     if hub is not None:  # a stream was served in this process: its thread would outlive us
         hub.stop()
