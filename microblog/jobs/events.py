@@ -22,7 +22,7 @@ from microblog.urls import site_path
 PROGRESS = "task.progress"  # queued, running (with its progress), or waiting out an outage
 FINISHED = "task.finished"  # reached succeeded, failed or cancelled; sent once per task
 DISMISSED = "task.dismissed"  # its user closed a finished task's card
-TYPES = (PROGRESS, FINISHED, DISMISSED)
+TYPES = channel.declare_event_types(PROGRESS, FINISHED, DISMISSED)
 
 
 class TaskEvent(TypedDict):

@@ -14,7 +14,7 @@ from microblog.jobs import control, events
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive, launch
 from microblog.jobs.models import Task, tasks_to_show
 from microblog.jobs.registry import job_types
-from microblog.live.stream import stream_url
+from microblog.live.stream import page_stream_url
 from microblog.models import utcnow
 from microblog.urls import safe_next
 
@@ -139,9 +139,7 @@ def answer(task: Task | None, status: int, level: str, message: str, back: str |
 def inject_tasks() -> dict:
     """Give every page the user's active and recently finished tasks."""
     if not has_request_context() or not current_user.is_authenticated:  # e.g. emails
-        return {"tasks": [], "stream_url": None}
-    # The resume point is read before the tasks: any event after it is replayed to the page,
-    # and everything before it is already in the rows rendered.
-    url = stream_url()
+        return {"tasks": []}
+    page_stream_url()  # the resume point first: the cards must hold everything before it
     tasks = tasks_to_show(current_user.id, since=utcnow() - RECENT)
-    return {"tasks": [events.task_event(t) for t in tasks], "stream_url": url}
+    return {"tasks": [events.task_event(t) for t in tasks]}

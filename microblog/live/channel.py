@@ -46,6 +46,21 @@ return id
 """
 
 
+_event_types: list[str] = []  # every type a publisher declared, in order
+
+
+def declare_event_types(*types: str) -> tuple[str, ...]:
+    """Record the event types a publisher sends on users' channels (the pages' stream listens
+    for exactly these); return them."""
+    _event_types.extend(t for t in types if t not in _event_types)
+    return types
+
+
+def event_types() -> list[str]:
+    """Return every event type declared for users' channels."""
+    return list(_event_types)
+
+
 def channel_for(user_id: int) -> str:
     """Return the private channel of a user; clients never choose it."""
     return f"user.{user_id}"

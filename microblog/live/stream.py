@@ -28,7 +28,16 @@ import time
 from collections.abc import Callable, Iterator
 
 import redis
-from flask import Flask, abort, current_app, request, stream_with_context, url_for
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    g,
+    has_request_context,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 from flask_sse import Message, ServerSentEventsBlueprint
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,7 +46,14 @@ from microblog import metrics
 from microblog.auth.models import User
 from microblog.auth.sessions import admin_revoked, load_user, sign_ins_closed, token_hash
 from microblog.extensions import db
-from microblog.live.channel import OPERATORS, channel_for, latest_id, missed_since, redis_client
+from microblog.live.channel import (
+    OPERATORS,
+    channel_for,
+    event_types,
+    latest_id,
+    missed_since,
+    redis_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +446,26 @@ def stream_url(channel: str | None = None, endpoint: str = "events.stream") -> s
     return url_for(endpoint, last_event_id=last_id)
 
 
+def page_stream_url() -> str | None:
+    """Return the signed-in user's stream URL for the page being rendered, resuming after the
+    last event published so far; None for anonymous visitors, or with Redis down.
+
+    Read once per request, by whoever asks first: anything a page renders from SQL state (task
+    cards, the unread count) must call this *before* reading that state, so that every event
+    after the resume point is replayed to the page and everything before it is in the HTML.
+    """
+    if not has_request_context() or not current_user.is_authenticated:  # e.g. emails
+        return None
+    if "microblog_stream_url" not in g:
+        g.microblog_stream_url = stream_url()
+    return g.microblog_stream_url
+
+
+def inject_stream_url() -> dict:
+    """Give every page its stream URL (``base.html`` puts it on ``<body>`` for live.js)."""
+    return {"stream_url": page_stream_url(), "stream_events": event_types()}
+
+
 def _hub(app: Flask | None = None) -> Broadcaster | None:
     hub = (app or current_app).extensions.get("microblog.broadcaster")
     return hub if hub is not None and hub._pid == os.getpid() else None
@@ -451,6 +487,7 @@ def subscription_state() -> str:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(sse)
+    app.context_processor(inject_stream_url)
 
 
 def close_streams(channels: list[str], user_id: int, sign_ins: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
-// Keep the task cards live: one EventSource per page moves the progress bars.
-// The page was rendered from the Task table; events only bring it up to date.
+// Keep the task cards live: the page's stream (live.js) brings task.* events that move the
+// progress bars. The page was rendered from the Task table; events only bring it up to date.
 (function () {
   "use strict";
 
@@ -111,8 +111,7 @@
     if (button) button.disabled = !final;
   }
 
-  function onFinished(event) {
-    const task = JSON.parse(event.data);
+  function onFinished(task) {
     render(task);
     // One finished card per kind of job: the newest.
     for (const other of section.querySelectorAll(".task")) {
@@ -194,13 +193,11 @@
     form.addEventListener("submit", startJob);
   }
 
-  const url = section && section.dataset.streamUrl;
-  if (url && window.EventSource) {
-    const source = new EventSource(url);
-    source.addEventListener("task.progress", (event) => render(JSON.parse(event.data)));
-    source.addEventListener("task.finished", onFinished);
-    source.addEventListener("task.dismissed", (event) => {
-      const { task_id: id } = JSON.parse(event.data);
+  if (section) {
+    document.addEventListener("live:task.progress", (event) => render(event.detail));
+    document.addEventListener("live:task.finished", (event) => onFinished(event.detail));
+    document.addEventListener("live:task.dismissed", (event) => {
+      const { task_id: id } = event.detail;
       section.querySelector(`[data-task-id="${CSS.escape(id)}"]`)?.remove();
     });
   }
