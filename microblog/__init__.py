@@ -72,12 +72,15 @@ def register_blueprints(app: Flask) -> None:
     from microblog.auth.views import bp as auth_bp
     from microblog.exports.views import bp as exports_bp
     from microblog.jobs.views import bp as jobs_bp
+    from microblog.messages.views import bp as messages_bp
     from microblog.ops.health import bp as health_bp
     from microblog.ops.prometheus import bp as metrics_bp
     from microblog.posts.views import bp as posts_bp
     from microblog.recovery.views import bp as recovery_bp
 
-    for blueprint in (auth_bp, recovery_bp, posts_bp, jobs_bp, exports_bp, health_bp, admin_bp):
+    blueprints = (auth_bp, recovery_bp, posts_bp, messages_bp, jobs_bp, exports_bp, health_bp,
+                  admin_bp)  # fmt: skip
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if app.config["METRICS_TOKEN"]:  # otherwise no such page, whatever the method
         app.register_blueprint(metrics_bp)
@@ -92,10 +95,11 @@ def shell_context() -> dict[str, Any]:
     from microblog.auth.sessions import SignIn
     from microblog.exports.models import Archive
     from microblog.jobs.models import Task
+    from microblog.messages.models import Message
     from microblog.posts.models import Post
 
     return {"db": db, "sa": sa, "so": so, "User": User, "SignIn": SignIn, "Post": Post,
-            "Task": Task, "Archive": Archive}  # fmt: skip
+            "Task": Task, "Archive": Archive, "Message": Message}  # fmt: skip
 
 
 def register_commands(app: Flask) -> None:

@@ -47,6 +47,7 @@ _STRINGS = {
     "REGISTER_LIMIT_PER_ADDRESS",
     "RESET_LIMIT_PER_ACCOUNT",
     "RESET_LIMIT_PER_ADDRESS",
+    "MESSAGE_LIMIT_PER_USER",
     "METRICS_TOKEN",
     "SENTRY_DSN",
 }
@@ -138,6 +139,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Password reset links asked for one address, and from one client address.
         "RESET_LIMIT_PER_ACCOUNT": "5 per hour",
         "RESET_LIMIT_PER_ADDRESS": "20 per hour",
+        # Private messages one user may send.
+        "MESSAGE_LIMIT_PER_USER": "30 per minute",
         # Seconds a password reset link works (and only until the password changes).
         "PASSWORD_RESET_MAX_AGE": 30 * 60,
         # Addresses that get every unhandled error by email, at most one per distinct error

@@ -52,6 +52,8 @@ class User(UserMixin, db.Model):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # None for accounts made before it was recorded.
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    # Private messages received since the inbox was last opened (see microblog.messages).
+    unread_messages: Mapped[int] = mapped_column(default=0, server_default="0")
     # Operators: may see and control everyone's tasks at /admin (``flask users grant-admin``).
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
 

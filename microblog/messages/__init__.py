@@ -1,0 +1,1 @@
+"""Private messages between users, and the unread count that follows the reader live."""
