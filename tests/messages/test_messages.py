@@ -204,3 +204,17 @@ def test_a_count_sent_while_the_stream_was_away_arrives_on_reconnect(gunicorn_se
     finally:
         again.close()
     assert requests.get(gunicorn_server + "/healthz", timeout=5).ok
+
+
+def test_a_cursor_made_from_another_user_s_message_shows_only_your_own(app, ada):
+    # Given a message to grace and one to linus, linus's the newer
+    ada.post("/send_message/grace", data={"message": "for grace"})
+    ada.post("/send_message/linus", data={"message": "for linus"})
+    with app.app_context():
+        theirs = db.session.scalar(select(Message).where(Message.body == "for linus"))
+        cursor = f"{int(theirs.timestamp.timestamp() * 1_000_000) + 1}.{theirs.id + 1}"
+    # When grace pages her inbox from a position made of linus's message
+    for name in ("before", "after"):
+        page = signed_in(app, "grace").get(f"/messages?{name}={cursor}").get_data(as_text=True)
+        # Then she never sees linus's message
+        assert "for linus" not in page

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from microblog.auth.models import User, followers
 from microblog.extensions import db
 from microblog.jobs.models import Task
+from microblog.messages.models import Message
 from microblog.posts.models import Post
 from tests.support.web import PASSWORD
 from tests.support.wire import stays_on_site
@@ -51,8 +52,9 @@ FORMS = {
     "/edit_profile": ("username", "about_me"),
     "/auth/account": ("current_password", "password", "password2"),
     "/auth/reset_password_request": ("email",),
+    "/send_message/bob": ("message",),
 }
-SIGNED_IN_FORMS = ("/", "/edit_profile", "/auth/account")
+SIGNED_IN_FORMS = ("/", "/edit_profile", "/auth/account", "/send_message/bob")
 
 
 @pytest.fixture
@@ -62,8 +64,10 @@ def app_config(app_config):
 
 
 @pytest.fixture
-def alice(client, auth) -> FlaskClient:
-    """A client signed in as alice; made once per test, however many examples it runs."""
+def alice(client, auth, make_user) -> FlaskClient:
+    """A client signed in as alice (bob exists too); made once per test, however many
+    examples it runs."""
+    make_user("bob")
     auth.signed_in("alice")
     return client
 
@@ -73,10 +77,18 @@ def snapshot(app: Flask) -> tuple:
     with app.app_context():
         counts = tuple(
             db.session.scalar(select(func.count()).select_from(table))
-            for table in (User.__table__, Post.__table__, followers, Task.__table__)
+            for table in (
+                User.__table__,
+                Post.__table__,
+                followers,
+                Task.__table__,
+                Message.__table__,
+            )  # fmt: skip
         )
         users = db.session.execute(
-            select(User.id, User.username, User.about_me, User.password_hash).order_by(User.id)
+            select(
+                User.id, User.username, User.about_me, User.password_hash, User.unread_messages
+            ).order_by(User.id)  # fmt: skip
         ).all()
         db.session.remove()
         return counts, users
@@ -128,6 +140,8 @@ def test_a_file_where_text_belongs_is_400_and_stores_nothing(alice, app, path):
         ),
         ("/auth/reset_password_request", "email", "ａｌｉｃｅ＠example", "Invalid email"),
         ("/auth/reset_password_request", "email", "x" * 121 + "@example.com", "120 characters"),
+        ("/send_message/bob", "message", "hi\x00", "Remove the control characters"),
+        ("/send_message/bob", "message", "\u3164\u200b", "at least one visible character"),
     ],
 )
 def test_control_and_invisible_characters_get_a_field_error(
@@ -165,7 +179,8 @@ def given_fuzz(*strategies, **kwargs):
 
 BODIES = st.one_of(
     st.fixed_dictionaries({}, optional={f: TEXT for f in ("username", "email", "password",
-                           "password2", "post", "about_me", "current_password", "remember_me")}
+                           "password2", "post", "about_me", "current_password", "remember_me",
+                           "message")}
                           ).map(lambda form: {"data": form}),
     JSON_VALUES.map(lambda value: {"data": json.dumps(value), "content_type": "application/json"}),
     st.binary(max_size=300).map(lambda raw: {"data": raw, "content_type": "text/plain"}),
@@ -197,9 +212,18 @@ ROUTES = st.one_of(
               st.sampled_from(["/user/{}", "/tasks/{}", "/exports/{}/download"])),
     st.tuples(st.sampled_from(["POST"]), st.sampled_from(["/follow/{}", "/unfollow/{}"])),
     st.tuples(st.sampled_from(["GET", "POST"]), st.just("/auth/reset_password/{}")),
+    st.tuples(st.sampled_from(["GET", "POST"]), st.just("/send_message/{}")),
 )  # fmt: skip
 QUERY_TARGETS = st.sampled_from(
-    ["/", "/explore", "/user/alice", "/auth/login", "/stream", "/auth/reset_password_request"]
+    [
+        "/",
+        "/explore",
+        "/user/alice",
+        "/auth/login",
+        "/stream",
+        "/auth/reset_password_request",
+        "/messages",
+    ]
 )
 
 

@@ -67,7 +67,7 @@ def post_count(live_app, username: str) -> int:
 def post_routes(app, username: str) -> list[str]:
     """Every POST route of the app, its URL filled with values that name something."""
     values = {"username": username, "task_id": "0" * 32, "name": "word_count",
-              "token": "not-a-token"}  # fmt: skip
+              "token": "not-a-token", "recipient": username}  # fmt: skip
     paths = []
     for rule in app.url_map.iter_rules():
         if "POST" in rule.methods:
