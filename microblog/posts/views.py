@@ -36,11 +36,13 @@ from microblog.posts.models import (
     posts_of,
     timeline_of,
 )
+from microblog.urls import safe_next
 
 bp = Blueprint("posts", __name__)
 
 
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+POPUP_MAX_AGE = 15  # seconds a browser may show a user's card without asking again
 
 
 @bp.before_app_request
@@ -135,6 +137,24 @@ def user(username: str):
     )
 
 
+@bp.route("/user/<username>/popup")
+@login_required
+def user_popup(username: str):
+    """A small card about a user (shown when a name is hovered or focused): an HTML fragment,
+    cached briefly by the browser alone, since its follow button is the reader's."""
+    profile = find_user(username) or abort(404)
+    follower_count, following_count = users.follow_counts(profile.id)
+    response = current_app.make_response(render_template(
+        "posts/user_popup.html",
+        profile=profile,
+        follower_count=follower_count,
+        following_count=following_count,
+        following=users.is_following(current_user.id, profile.id),
+    ))  # fmt: skip
+    response.headers["Cache-Control"] = f"private, max-age={POPUP_MAX_AGE}"
+    return response
+
+
 @bp.route("/user/<username>/followers")
 @login_required
 def followers(username: str):
@@ -200,4 +220,6 @@ def _change_following(username: str, follow: bool):
         users.unfollow(current_user.id, other.id)
         flash(f"You are not following {other.username}.", "info")
     db.session.commit()
-    return redirect(url_for("posts.user", username=other.username))
+    return redirect(
+        safe_next(request.form.get("next")) or url_for("posts.user", username=other.username)
+    )

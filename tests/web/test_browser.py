@@ -303,3 +303,73 @@ def test_times_show_in_the_reader_s_timezone_and_language(browser, gunicorn_serv
         assert page.refused_by_csp == []
     finally:
         context.close()
+
+
+def send_from_profile(page, recipient: str, text: str) -> None:
+    page.goto(f"/user/{recipient}")
+    page.click("#send-message")
+    page.fill("#message", text)
+    page.click("#submit")
+    page.wait_for_url(f"**/user/{recipient}")
+
+
+def test_the_unread_badge_follows_every_tab_live(browser, gunicorn_server, live_user):
+    # Given grace signed in with two tabs open, and ada in another browser
+    _, grace = live_user("grace")
+    _, ada = live_user("ada")
+    graces = browser.new_context(base_url=gunicorn_server)
+    adas = browser.new_context(base_url=gunicorn_server)
+    try:
+        first = watch_csp(graces.new_page())
+        sign_in(first, grace)
+        second = watch_csp(graces.new_page())
+        second.goto("/explore")
+        for tab in (first, second):
+            assert tab.locator("#unread-badge").is_hidden()
+        sender = watch_csp(adas.new_page())
+        sign_in(sender, ada)
+        # When ada sends grace a message
+        send_from_profile(sender, grace, "Hello from ada")
+        # Then both of grace's tabs show 1, live
+        for tab in (first, second):
+            tab.wait_for_selector("#unread-badge:not([hidden])", timeout=5_000)
+            assert tab.locator("#unread-badge .unread-count").text_content() == "1"
+        # When grace opens her messages in one tab
+        first.goto("/messages")
+        assert "Hello from ada" in first.locator(".message-body").first.text_content()
+        # Then the other tab's badge drops to zero live, and a reload agrees
+        second.wait_for_selector("#unread-badge[hidden]", state="attached", timeout=5_000)
+        second.reload()
+        assert second.locator("#unread-badge").is_hidden()
+        assert first.refused_by_csp == [] and second.refused_by_csp == []
+    finally:
+        graces.close()
+        adas.close()
+
+
+def test_a_user_card_opens_on_hover_and_focus_and_its_follow_button_works(page, live_user):
+    # Given linus has written a post, and ada reads Explore
+    _, linus = live_user("linus", posts=1)
+    _, ada = live_user("ada")
+    sign_in(page, ada)
+    page.goto(f"/user/{linus}")
+    # When she hovers over his name
+    page.hover(f".post a.user-link:text('{linus}')")
+    card = page.locator(".user-popup")
+    card.wait_for(timeout=5_000)
+    # Then his card shows his counts and a Follow button
+    assert card.locator(".popup-followers").text_content() == "0"
+    page.keyboard.press("Escape")
+    card.wait_for(state="detached", timeout=5_000)
+    # And keyboard focus opens it too
+    page.focus(f".post a.user-link:text('{linus}')")
+    card.wait_for(timeout=5_000)
+    # When she clicks Follow on the card
+    card.locator(".popup-follow").click()
+    page.wait_for_url(f"**/user/{linus}")
+    # Then she follows him (the page says so, and his card counts her)
+    assert "You are following" in page.locator("#flashes").text_content()
+    page.hover(f".post a.user-link:text('{linus}')")
+    page.locator(".user-popup .popup-followers").wait_for(timeout=5_000)
+    assert page.locator(".user-popup .popup-follow").text_content().strip() == "Unfollow"
+    assert page.refused_by_csp == []

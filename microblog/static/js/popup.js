@@ -1,0 +1,68 @@
+// A small card about a user when a name (a.user-link) is hovered or focused: loaded from
+// /user/<name>/popup (an HTML fragment the server renders and escapes), placed under the
+// name, closed on leaving it or with Escape. Its follow button is a plain form: it works
+// without this script too, from the profile page.
+(() => {
+  "use strict";
+
+  const OPEN_DELAY_MS = 300;
+  const CLOSE_DELAY_MS = 200;
+  let card = null;
+  let openTimer = null;
+  let closeTimer = null;
+
+  function close() {
+    clearTimeout(openTimer);
+    card?.remove();
+    card = null;
+  }
+
+  function scheduleClose() {
+    clearTimeout(closeTimer);
+    closeTimer = setTimeout(close, CLOSE_DELAY_MS);
+  }
+
+  async function open(link) {
+    const name = new URL(link.href).pathname.split("/")[2];
+    const here = window.location.pathname + window.location.search;
+    const url = `/user/${name}/popup?next=${encodeURIComponent(here)}`;
+    const response = await fetch(url, { headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    close();
+    card = document.createElement("div");
+    card.className = "user-popup card shadow p-3";
+    card.setAttribute("role", "dialog");
+    card.setAttribute("aria-label", `About ${decodeURIComponent(name)}`);
+    card.innerHTML = await response.text(); // the server's own escaped fragment
+    const box = link.getBoundingClientRect();
+    card.style.left = `${window.scrollX + box.left}px`;
+    card.style.top = `${window.scrollY + box.bottom + 4}px`;
+    card.addEventListener("mouseenter", () => clearTimeout(closeTimer));
+    card.addEventListener("mouseleave", scheduleClose);
+    card.addEventListener("focusout", (event) => {
+      if (!card?.contains(event.relatedTarget)) scheduleClose();
+    });
+    document.body.append(card);
+  }
+
+  function later(link) {
+    clearTimeout(openTimer);
+    clearTimeout(closeTimer);
+    openTimer = setTimeout(() => open(link), OPEN_DELAY_MS);
+  }
+
+  document.addEventListener("mouseover", (event) => {
+    const link = event.target.closest?.("a.user-link");
+    if (link) later(link);
+  });
+  document.addEventListener("mouseout", (event) => {
+    if (event.target.closest?.("a.user-link")) scheduleClose();
+  });
+  document.addEventListener("focusin", (event) => {
+    const link = event.target.closest?.("a.user-link");
+    if (link) later(link);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") close();
+  });
+})();
