@@ -77,7 +77,7 @@ def test_flask_shell_starts_with_the_database_and_the_models(app):
     with app.app_context():  # as `flask shell` has
         context = app.make_shell_context()
     assert context["db"] is db
-    for name in ("User", "Post", "Task", "SignIn", "Archive", "sa", "so"):
+    for name in ("User", "Post", "Message", "Task", "SignIn", "Archive", "sa", "so"):
         assert name in context, name
     with app.app_context():
         assert context["db"].session.scalar(context["sa"].select(context["User"])) is None
