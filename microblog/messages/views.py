@@ -43,7 +43,9 @@ def send_message(recipient: str):
 @login_required
 def messages():
     """Show the messages received, newest first; opening it marks them read everywhere."""
-    if mark_read(current_user.id):
+    # A write only when there is something to clear (the count came with the signed-in user):
+    # reading the inbox must not take a write lock each time.
+    if current_user.unread_messages and mark_read(current_user.id):
         db.session.commit()
         announce_unread(current_user.id, 0)  # every other tab's badge drops to zero
     page = page_of_request(Inbox(current_user.id))

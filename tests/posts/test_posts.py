@@ -364,3 +364,34 @@ def test_people_pages_list_newest_follows_first_by_cursor(client, auth, make_use
 def test_people_pages_of_nobody_or_nowhere_are_404(client, auth, path):
     auth.signed_in("alice")
     assert client.get(path).status_code == 404
+
+
+def test_a_user_s_card_is_a_fragment_with_counts_and_the_reader_s_follow_button(
+    app, client, auth, make_user
+):
+    make_user("linus")
+    auth.signed_in("alice")
+    with app.app_context():
+        linus = db.session.scalar(select(User).where(User.username == "linus"))
+        linus.about_me = "<script>alert(1)</script> kernels"
+        db.session.commit()
+    response = client.get("/user/LINUS/popup?next=/explore")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"].startswith("private, max-age=")
+    assert "<html" not in page and "&lt;script&gt;" in page and "<script>" not in page
+    assert 'class="popup-followers">0<' in page and ">Follow<" in page
+    assert 'name="next" value="/explore"' in page
+    followed = client.post("/follow/linus", data={"next": "/explore"})
+    assert followed.headers["Location"] == "/explore"
+    assert ">Unfollow<" in client.get("/user/linus/popup").get_data(as_text=True)
+    own = client.get("/user/alice/popup").get_data(as_text=True)
+    assert "popup-follow " not in own and "<form" not in own
+    assert client.get("/user/nobody/popup").status_code == 404
+
+
+def test_following_never_sends_the_browser_off_the_site(client, auth, make_user):
+    make_user("linus")
+    auth.signed_in("alice")
+    response = client.post("/follow/linus", data={"next": "//evil.example/x"})
+    assert response.headers["Location"] == "/user/linus"

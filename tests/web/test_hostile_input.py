@@ -209,7 +209,8 @@ def test_no_form_post_is_a_server_error_and_refused_ones_store_nothing(
 SEGMENT = TEXT.filter(bool).map(lambda text: quote(text, safe=""))
 ROUTES = st.one_of(
     st.tuples(st.sampled_from(["GET"]),
-              st.sampled_from(["/user/{}", "/tasks/{}", "/exports/{}/download"])),
+              st.sampled_from(["/user/{}", "/tasks/{}", "/exports/{}/download",
+                               "/user/{}/popup"])),
     st.tuples(st.sampled_from(["POST"]), st.sampled_from(["/follow/{}", "/unfollow/{}"])),
     st.tuples(st.sampled_from(["GET", "POST"]), st.just("/auth/reset_password/{}")),
     st.tuples(st.sampled_from(["GET", "POST"]), st.just("/send_message/{}")),
