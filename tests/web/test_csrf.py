@@ -118,3 +118,24 @@ def test_an_admins_action_without_a_token_is_refused(client, make_user, runner):
     response = client.post(f"/admin/tasks/{'0' * 32}/cancel")
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
+
+
+def test_a_forged_message_or_reset_request_changes_nothing(client, make_user, app, mailbox):
+    from microblog.messages.models import Message
+
+    make_user("bob")
+    make_user("alice")
+    token = token_from(client, "/auth/login")
+    client.post(
+        "/auth/login",
+        data={"username": "alice", "password": "correct-horse-9", "csrf_token": token},
+    )
+    for token in (None, "not-a-token"):
+        data = {"message": "forged", **({"csrf_token": token} if token else {})}
+        assert client.post("/send_message/bob", data=data).status_code == 400
+        reset = {"email": "bob@example.com", **({"csrf_token": token} if token else {})}
+        assert app.test_client().post("/auth/reset_password_request", data=reset).status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Message.id))) == 0
+    real = {"message": "real", "csrf_token": token_from(client, "/send_message/bob")}
+    assert client.post("/send_message/bob", data=real).status_code == 302
