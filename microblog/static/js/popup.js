@@ -1,7 +1,8 @@
 // A small card about a user when a name (a.user-link) is hovered or focused: loaded from
 // /user/<name>/popup (an HTML fragment the server renders and escapes), placed under the
-// name, closed on leaving it or with Escape. Its follow button is a plain form: it works
-// without this script too, from the profile page.
+// name (next in the Tab order), closed on leaving it, on focus moving past it, or with
+// Escape. Its follow button is a plain form: it works without this script too, from the
+// profile page.
 (() => {
   "use strict";
 
@@ -34,15 +35,14 @@
     card.setAttribute("role", "dialog");
     card.setAttribute("aria-label", `About ${decodeURIComponent(name)}`);
     card.innerHTML = await response.text(); // the server's own escaped fragment
-    const box = link.getBoundingClientRect();
-    card.style.left = `${window.scrollX + box.left}px`;
-    card.style.top = `${window.scrollY + box.bottom + 4}px`;
     card.addEventListener("mouseenter", () => clearTimeout(closeTimer));
     card.addEventListener("mouseleave", scheduleClose);
-    card.addEventListener("focusout", (event) => {
-      if (!card?.contains(event.relatedTarget)) scheduleClose();
-    });
-    document.body.append(card);
+    // Right after the name in the document, so that Tab goes from the name into the card.
+    link.after(card);
+    const box = link.getBoundingClientRect();
+    const origin = (card.offsetParent || document.body).getBoundingClientRect();
+    card.style.left = `${box.left - origin.left}px`;
+    card.style.top = `${box.bottom - origin.top + 4}px`;
   }
 
   function later(link) {
@@ -61,6 +61,7 @@
   document.addEventListener("focusin", (event) => {
     const link = event.target.closest?.("a.user-link");
     if (link) later(link);
+    else if (card && !card.contains(event.target)) close(); // focus moved on, past the card
   });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape") close();
