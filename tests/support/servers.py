@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
 import requests
 from flask import Flask
 
@@ -143,8 +144,17 @@ class Gunicorn:
 
 
 @contextmanager
-def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    """Run ``dramatiq tasks`` (one process, two threads) until the block ends."""
+def running_worker(
+    env: dict[str, str], log_path: Path, empty_queue: bool = True
+) -> Iterator[subprocess.Popen]:
+    """Run ``dramatiq tasks`` (one process, two threads) until the block ends.
+
+    It starts on an empty queue, unless the test queued its own messages first: those that
+    earlier tests sent through the live servers and never ran are theirs, and would keep this
+    test's worker busy (or fail it, for a job type only their module declared).
+    """
+    if empty_queue:
+        purge_queues(env["REDIS_URL"])
     with log_path.open("w+") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "tasks", "--processes", "1", "--threads", "2"],
@@ -155,3 +165,14 @@ def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
+
+
+def purge_queues(redis_url: str) -> None:
+    """Delete every Dramatiq queue's messages (not the workers' heartbeats)."""
+    store = redis.Redis.from_url(redis_url, socket_timeout=10)
+    try:
+        for key in store.scan_iter("dramatiq:*"):
+            if not key.startswith((b"dramatiq:__heartbeats__", b"dramatiq:__acks__")):
+                store.delete(key)
+    finally:
+        store.close()
