@@ -94,7 +94,9 @@ def post_worker_init(worker) -> None:
     """
     from microblog import collector
     from microblog.live import stream
+    from microblog.posts import language
 
+    language.warm_up()  # before the freeze: the detector's model is loaded once and kept
     interval = float(os.environ.get("GC_FREEZE_SECONDS", "1"))
     collector.start(lambda: stream.open_streams(worker.wsgi), interval)
 

@@ -77,9 +77,10 @@ def register_blueprints(app: Flask) -> None:
     from microblog.ops.prometheus import bp as metrics_bp
     from microblog.posts.views import bp as posts_bp
     from microblog.recovery.views import bp as recovery_bp
+    from microblog.search.views import bp as search_bp
 
-    blueprints = (auth_bp, recovery_bp, posts_bp, messages_bp, jobs_bp, exports_bp, health_bp,
-                  admin_bp)  # fmt: skip
+    blueprints = (auth_bp, recovery_bp, posts_bp, messages_bp, search_bp, jobs_bp, exports_bp,
+                  health_bp, admin_bp)  # fmt: skip
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if app.config["METRICS_TOKEN"]:  # otherwise no such page, whatever the method

@@ -6,6 +6,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from microblog.search.index import declared_by_models
+
 config = context.config
 if config.config_file_name and not logging.getLogger().handlers:
     fileConfig(config.config_file_name)
@@ -34,6 +36,7 @@ def run_migrations_online() -> None:
 
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", skip_empty_revisions)
+    conf_args.setdefault("include_name", declared_by_models)
     with db.engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
         with context.begin_transaction():

@@ -42,6 +42,9 @@ class Post(db.Model):
     body: Mapped[str] = mapped_column(String(MAX_POST_LENGTH))
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    # ISO 639-1 code detected when the post was written; None when too short to tell, and
+    # for posts written before detection. Search reads the post in this language.
+    language: Mapped[str | None] = mapped_column(String(5))
 
     author: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 

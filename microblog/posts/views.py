@@ -21,6 +21,7 @@ from microblog.auth.models import User, find_user
 from microblog.extensions import db
 from microblog.models import utcnow
 from microblog.posts.forms import EditProfileForm, PostForm
+from microblog.posts.language import detect_language
 from microblog.posts.models import (
     Cursor,
     HomeTimeline,
@@ -104,7 +105,8 @@ def redirect_old_page_link(listing: Listing, number: str, per_page: int) -> Resp
 def index():
     form = PostForm()
     if form.validate_on_submit():
-        db.session.add(Post(body=form.post.data.strip(), author=current_user))
+        body = form.post.data.strip()
+        db.session.add(Post(body=body, author=current_user, language=detect_language(body)))
         db.session.commit()
         flash("Your post is now live!", "success")
         return redirect(url_for("posts.index"))
