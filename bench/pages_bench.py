@@ -105,13 +105,16 @@ def build(path: Path, posts: int, seed: int = 1) -> None:
 
 
 class Server:
-    """gunicorn from gunicorn.conf.py, serving ``bench.offset_wsgi`` on a database."""
+    """gunicorn from gunicorn.conf.py, serving ``bench.offset_wsgi`` (or another benchmark's
+    app) on a database: a SQLite file, or any database's URL."""
 
-    def __init__(self, database: Path, redis_url: str, log: Path) -> None:
+    def __init__(
+        self, database: Path | str, redis_url: str, log: Path, app: str = "bench.offset_wsgi:app"
+    ) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         env = {
             **os.environ,
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": database if isinstance(database, str) else f"sqlite:///{database}",
             "REDIS_URL": redis_url,
             "MICROBLOG_BIND": self.url.removeprefix("http://"),
             "WEB_CONCURRENCY": "2",
@@ -120,8 +123,7 @@ class Server:
         }
         with log.open("w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                 "bench.offset_wsgi:app"],
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         wait_until(self._up, 60, f"gunicorn (log: {log})")
@@ -155,36 +157,42 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def load(server: "Server", path: str, cookie: str, seconds: int) -> dict:
+def load(server: "Server", path: str, cookie: str, seconds: int, connections: int = 8) -> dict:
     """Drive one URL with wrk (with that Cookie header, if any); return rate and latencies."""
     url = server.url + path
     headers = {"Cookie": cookie} if cookie else {}
     response = requests.get(url, headers=headers, timeout=60, allow_redirects=False)
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}, not 200")
-    wrk(url, cookie, WARM_UP_SECONDS, server)  # caches, pools, first template compilations
-    result = wrk(url, cookie, seconds, server)
+    wrk(url, cookie, WARM_UP_SECONDS, server, connections)  # caches, pools, first templates
+    result = wrk(url, cookie, seconds, server, connections)
     if result["bad_status"] or result["socket_errors"]:
         raise RuntimeError(f"wrk on {url} saw errors: {result}")
     result["rate"] = result["requests"] / result["seconds"]
     return result
 
 
-def wrk(url: str, cookie: str, seconds: int, server: "Server") -> dict:
+def wrk(url: str, cookie: str, seconds: int, server: "Server", connections: int = 8) -> dict:
     """Run wrk once, again if its connections all landed on one gunicorn worker.
 
-    wrk opens its 8 connections at once, and an idle worker sometimes accepts every one of
+    wrk opens its connections at once, and an idle worker sometimes accepts every one of
     them before the other wakes: that run would measure one core, not the server.
     """
     for _ in range(5):
         run = subprocess.Popen(
-            ["wrk", "-t1", "-c8", f"-d{seconds}s", "--timeout", "10s",
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
              "-s", str(ROOT / "bench" / "wrk_report.lua"), url,
              *(["-H", f"Cookie: {cookie}"] if cookie else [])],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(min(1, seconds / 2))
+        # Each worker's most connections seen during the run: a worker busy with a slow
+        # request accepts the ones waiting for it only once it is done.
         spread = server.connections_per_worker()
+        while run.poll() is None:
+            time.sleep(min(0.5, seconds / 4))
+            spread = [
+                max(pair) for pair in zip(spread, server.connections_per_worker(), strict=True)
+            ]
         out, _ = run.communicate(timeout=seconds + 60)
         if run.returncode:
             raise RuntimeError(f"wrk failed on {url}")

@@ -28,6 +28,7 @@ _INTEGERS = {
     "PROXY_COUNT",
     "PASSWORD_RESET_MAX_AGE",
     "ERROR_MAIL_INTERVAL",
+    "SEARCH_TIMEOUT_MS",
 }
 _BOOLEANS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "HTTPS_ONLY"}
 # Read as comma-separated lists.
@@ -98,6 +99,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # PostgreSQL: longest statement; lock waits are capped at a sixth of it, and a session
         # idle in a transaction for five times as long is ended. SQLite waits for locks 10 s.
         "DATABASE_STATEMENT_TIMEOUT_MS": 60_000,
+        # Longest a search may keep the database busy; past it the page says the search was
+        # too broad (a few queries, such as "word -word", match nothing slowly).
+        "SEARCH_TIMEOUT_MS": 2_000,
         # Seconds between two reaper passes in each worker process.
         "JOBS_REAPER_INTERVAL": 60,
         # Seconds an active task must sit untouched before the reaper may close it.

@@ -35,24 +35,29 @@ def create_user(username: str, password: str, about: str) -> User:
     return user
 
 
-def add_posts(user: User, count: int, rng: random.Random) -> None:
-    """Add ``count`` posts spread over the last few months, oldest first."""
+def make_posts(user: User, count: int, rng: random.Random) -> list[Post]:
+    """Return ``count`` posts by the user spread over the last few months, oldest first."""
     now = utcnow()
-    for i in range(count):
-        when = now - timedelta(minutes=(count - i) * 97 + rng.randint(0, 60))
-        db.session.add(Post(body=fake_sentence(rng), timestamp=when, author=user))
+    return [
+        Post(body=fake_sentence(rng), timestamp=now - timedelta(minutes=(count - i) * 97
+             + rng.randint(0, 60)), author=user)
+        for i in range(count)
+    ]  # fmt: skip
 
 
 def seed_demo(posts: int = 300, seed: int = 7) -> User:
     """Create the demo user, two friends it follows, and their posts; commit."""
     rng = random.Random(seed)
     demo = create_user(DEMO_USERNAME, DEMO_PASSWORD, "The account the run command creates.")
-    add_posts(demo, posts, rng)
+    written = make_posts(demo, posts, rng)
     for name in FRIENDS:
         friend = create_user(name, DEMO_PASSWORD, f"{name.title()} posts about computing.")
-        add_posts(friend, posts // 6, rng)
+        written += make_posts(friend, posts // 6, rng)
         db.session.flush()  # both need their ids
         follow(demo.id, friend.id)
+    # Inserted in time order, as if written as the months went by: search lists posts in
+    # the order they were written.
+    db.session.add_all(sorted(written, key=lambda post: post.timestamp))
     db.session.commit()
     return demo
 

@@ -4,16 +4,19 @@ Whatever writes a post (the app, a bulk insert, a migration, ``psql``), the data
 the index in the same transaction, so a post is found as soon as it is committed and never
 after it is gone:
 
-- PostgreSQL: a GIN index over the expression ``to_tsvector(<configuration>, body)``, where the
-  configuration follows the post's detected language (``microblog_ts_config``); queries use the
-  same expression, so the index answers them. Nothing is stored beside the post.
+- PostgreSQL: a ``search_vector`` column holding ``to_tsvector(<configuration>, body)``, where
+  the configuration follows the post's detected language (``microblog_ts_config``), written by
+  a trigger on every insert and on every change of the body or the language; and a GIN index
+  on it. Stored rather than computed at query time: checking a phrase, or filtering while
+  walking the newest posts, then reads the words instead of parsing the text again.
 - SQLite: an FTS5 table whose content is the post table (``content='post'``), kept in step by
   triggers on the post table (foreign-key cascades fire them too).
 
 The same DDL builds the schema for ``db.create_all()`` and is frozen in the migration.
 """
 
-from sqlalchemy import DDL, Column, Integer, MetaData, Table, Text, event, func
+from sqlalchemy import DDL, Column, Integer, MetaData, Table, Text, event, literal_column
+from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from microblog.posts.models import Post
 
@@ -51,7 +54,6 @@ def _configuration_function() -> str:
     cases = "\n".join(
         f"    WHEN '{code}' THEN '{name}'::regconfig" for code, name in CONFIGURATIONS.items()
     )
-    # IMMUTABLE (it reads no table) is what lets an index use it.
     return (
         "CREATE FUNCTION microblog_ts_config(language text) RETURNS regconfig\n"
         "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$\n"
@@ -60,16 +62,26 @@ def _configuration_function() -> str:
 
 
 INDEX = "ix_post_search"
+VECTOR = "search_vector"  # the column, on PostgreSQL only: no model maps it
 POSTGRESQL_CREATE = [
     _configuration_function(),
-    f"CREATE INDEX {INDEX} ON post USING gin (to_tsvector(microblog_ts_config(language), body))",
+    "CREATE FUNCTION post_search_vector() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    f"  NEW.{VECTOR} := to_tsvector(microblog_ts_config(NEW.language), NEW.body);\n"
+    "  RETURN NEW;\n"
+    "END\n$$",
+    f"ALTER TABLE post ADD COLUMN {VECTOR} tsvector",
+    "CREATE TRIGGER post_search_vector BEFORE INSERT OR UPDATE OF body, language ON post "
+    "FOR EACH ROW EXECUTE FUNCTION post_search_vector()",
+    f"CREATE INDEX {INDEX} ON post USING gin ({VECTOR})",
 ]
-POSTGRESQL_DROP = ["DROP FUNCTION IF EXISTS microblog_ts_config(text)"]
+POSTGRESQL_DROP = [
+    "DROP FUNCTION IF EXISTS post_search_vector()",
+    "DROP FUNCTION IF EXISTS microblog_ts_config(text)",
+]
 
-
-def post_vector():
-    """Return the expression the PostgreSQL index holds: the post's words in its language."""
-    return func.to_tsvector(func.microblog_ts_config(Post.language), Post.body)
+# The column, for queries: words (lexemes) with their positions, in the post's language.
+search_vector = literal_column(f"post.{VECTOR}", TSVECTOR)
 
 
 # The table SQLite searches: a rowid (the post's id) and the post's body. Its own metadata, so
@@ -94,9 +106,11 @@ SQLITE_DROP = [f"DROP TABLE IF EXISTS {FTS_TABLE}"]  # its triggers go with the 
 
 
 def declared_by_models(name: str | None, type_: str, parent_names: dict) -> bool:
-    """Alembic's ``include_name`` hook: false for the search index's own tables (FTS5's and
-    its shadow tables) and index (PostgreSQL's), which this DDL builds and no model declares,
-    so that schema comparisons leave them alone."""
+    """Alembic's ``include_name`` hook: false for what this DDL builds and no model declares
+    (FTS5's tables, PostgreSQL's column and index), so that schema comparisons leave them
+    alone."""
+    if type_ == "column":
+        return name != VECTOR
     ours = bool(name) and (name == INDEX or name.startswith(FTS_TABLE))
     return not (type_ in ("table", "index") and ours)
 

@@ -1,78 +1,162 @@
 """Finding posts and people, and marking the words found."""
 
-import functools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from markupsafe import Markup, escape
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.exc import OperationalError
 
 from microblog.auth.models import User, canonical
 from microblog.extensions import db
-from microblog.posts.models import Listing, Post
-from microblog.search.index import CONFIGURATIONS, FALLBACK, post_fts, post_vector
+from microblog.posts.models import Cursor, Listing, Post
+from microblog.search.index import CONFIGURATIONS, FALLBACK, post_fts, search_vector
 from microblog.search.query import Query
 
 PEOPLE_SHOWN = 5
 
+
+class SearchTooLong(Exception):
+    """The search ran past its time budget and was stopped."""
+
+
+@contextmanager
+def time_budget(milliseconds: int) -> Iterator[None]:
+    """Stop the database's work on a search after ``milliseconds``: raise SearchTooLong.
+
+    PostgreSQL cancels the statement (a statement timeout for this transaction only); SQLite
+    interrupts it from its progress handler. Any other database error passes through.
+    """
+    if _on_postgresql():
+        # (0 would mean no limit at all)
+        limit = {"ms": str(max(1, milliseconds))}
+        db.session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), limit)
+        try:
+            yield
+        except OperationalError as error:
+            if type(error.orig).__name__ != "QueryCanceled":
+                raise
+            db.session.rollback()
+            raise SearchTooLong from error
+        db.session.execute(text("RESET statement_timeout"))
+        return
+    connection = db.session.connection().connection.driver_connection
+    deadline = time.monotonic() + milliseconds / 1000
+    connection.set_progress_handler(lambda: time.monotonic() > deadline, 100)
+    try:
+        yield
+    except OperationalError as error:
+        if str(error.orig) != "interrupted":
+            raise
+        db.session.rollback()
+        raise SearchTooLong from error
+    finally:
+        connection.set_progress_handler(None, 0)
+
+
 # What the database puts around a matched word before the text is escaped; replaced by <mark>
 # after. Control characters: a post cannot contain them (the forms refuse them).
 _OPEN, _CLOSE = "\x01", "\x02"
+_HEADLINE = f"HighlightAll=true, StartSel={_OPEN}, StopSel={_CLOSE}"
 
 
 class Matches(Listing):
-    """The posts a query finds, newest first, paged by keyset like the timelines."""
+    """The posts a query finds, newest first, paged by keyset like the timelines.
+
+    Newest first in the order posts were written (their ids), which for every post the app
+    writes is their time order: both indexes hand matches out in that order (FTS5's doclists
+    are sorted by rowid; PostgreSQL walks the primary key backwards, reading each post's stored
+    words, when matches are common), so a page costs about the same however many posts match.
+    Posts bulk-imported with older timestamps sort by when they were imported.
+    """
 
     def __init__(self, query: Query) -> None:
-        self.search = query
-        super().__init__(select(Post).where(_found(query)).params(_parameters(query)))
+        self.parameters = _parameters(query)
+        self.marked: dict[int, Markup] = {}  # each post read: its body with the words marked
+        super().__init__(select(Post))
+
+    @property
+    def finds_anything(self) -> bool:
+        return bool(self.parameters["search"])
+
+    def first(self, count: int, newest_first: bool, beyond: Cursor | None) -> list[Post]:
+        if not self.finds_anything:
+            return []
+        parameters = {**self.parameters, "count": count}
+        if beyond:
+            parameters["cursor_id"] = beyond.id
+        if _on_postgresql():
+            found, key = select(Post.id).where(_tsquery_match()), Post.id
+        else:
+            marked = func.highlight(literal_column(post_fts.name), 0, _OPEN, _CLOSE)
+            found, key = select(post_fts.c.rowid, marked).where(_fts_match()), post_fts.c.rowid
+        if beyond:
+            cursor = bindparam("cursor_id", type_=Post.id.type)
+            found = found.where(key < cursor if newest_first else key > cursor)
+        found = found.order_by(key.desc() if newest_first else key.asc()).limit(bindparam("count"))
+        order = Post.id.desc() if newest_first else Post.id.asc()
+        # The page's posts, their words marked by the database: for these rows only.
+        if _on_postgresql():
+            configuration = func.microblog_ts_config(Post.language)
+            marked = func.ts_headline(configuration, Post.body, _tsquery(), _HEADLINE)
+            query = select(Post, marked).where(Post.id.in_(found)).order_by(order)
+            rows = db.session.execute(query, parameters).all()
+        else:
+            hits = dict(db.session.execute(found, parameters).all())
+            query = select(Post).where(Post.id.in_(list(hits))).order_by(order)
+            rows = [(post, hits[post.id]) for post in db.session.scalars(query)]
+        self.marked.update((post.id, _marked(text)) for post, text in rows)
+        return [post for post, _ in rows]
 
 
 def _on_postgresql() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def _found(query: Query) -> ColumnElement[bool]:
-    if _on_postgresql():
-        return post_vector().op("@@")(_tsquery())
-    matching = select(post_fts.c.rowid).where(_fts_match())
-    return Post.id.in_(matching)
-
-
 def _parameters(query: Query) -> dict:
-    return {"search": query.text if _on_postgresql() else query.fts5()}
+    """Return the query as the database's search takes it ("" when it can find nothing)."""
+    if not query.finds_anything:
+        return {"search": ""}
+    if not _on_postgresql():
+        return {"search": query.fts5()}
+    readings = {"text": query.text, "configurations": _CONFIGURATIONS}
+    return {"search": db.session.scalar(_TSQUERY, readings)}
 
 
 def _fts_match() -> ColumnElement[bool]:
     return literal_column(post_fts.name).op("MATCH")(bindparam("search"))
 
 
-@functools.cache
 def _tsquery() -> ColumnElement:
-    """The query in every language a post may be indexed in, as one: a post in English matches
-    "running" by its stem "run", one in no known language by the word itself."""
-    configurations = sorted({FALLBACK, *CONFIGURATIONS.values()})
-    queries = [
-        func.websearch_to_tsquery(literal_column(f"'{name}'::regconfig"), bindparam("search"))
-        for name in configurations
-    ]
-    return functools.reduce(lambda left, right: left.op("||")(right), queries)
+    return cast(bindparam("search"), TSQUERY)
 
 
-def marked_bodies(query: Query, posts: list[Post]) -> dict[int, Markup]:
-    """Return each post's body, escaped, with ``<mark>`` around the words the query found."""
-    if not posts:
-        return {}
-    ids = [post.id for post in posts]
-    if _on_postgresql():
-        options = f"HighlightAll=true, StartSel={_OPEN}, StopSel={_CLOSE}"
-        marked = func.ts_headline(
-            func.microblog_ts_config(Post.language), Post.body, _tsquery(), options
-        )
-        rows: Select = select(Post.id, marked).where(Post.id.in_(ids))
-    else:
-        marked = func.highlight(literal_column(post_fts.name), 0, _OPEN, _CLOSE)
-        rows = select(post_fts.c.rowid, marked).where(_fts_match(), post_fts.c.rowid.in_(ids))
-    found = dict(db.session.execute(rows, _parameters(query)).all())
-    return {post.id: _marked(found.get(post.id, post.body)) for post in posts}
+def _tsquery_match() -> ColumnElement[bool]:
+    return search_vector.op("@@")(_tsquery())
+
+
+# The query read in every language a post may be indexed in (a post in English matches
+# "running" by its stem "run", one in no known language by the word itself), each distinct
+# reading once: the planner then weighs the real words, and picks the index for rare ones.
+_CONFIGURATIONS = sorted({FALLBACK, *CONFIGURATIONS.values()})
+_TSQUERY = text(
+    "SELECT coalesce(string_agg(DISTINCT '(' || reading::text || ')', ' | '), '') FROM ("
+    "SELECT websearch_to_tsquery(configuration::regconfig, :text) AS reading"
+    " FROM unnest(CAST(:configurations AS text[])) AS configuration) AS readings"
+    " WHERE numnode(reading) > 0"
+)
 
 
 def _marked(text: str) -> Markup:

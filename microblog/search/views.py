@@ -1,11 +1,11 @@
 """The search page: people whose name matches, then the posts that hold the words."""
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, render_template, request
 from flask_login import login_required
 
 from microblog.posts.models import Page
 from microblog.posts.views import page_of_request
-from microblog.search.models import Matches, marked_bodies, people
+from microblog.search.models import Matches, SearchTooLong, people, time_budget
 from microblog.search.query import MAX_QUERY_LENGTH, parse
 
 bp = Blueprint("search", __name__)
@@ -19,16 +19,22 @@ def search():
         error = f"Keep searches to {MAX_QUERY_LENGTH} characters."
         return render_template("search/search.html", title="Search", q=text, error=error), 400
     query = parse(text)
-    page, bodies = Page([], None, None), {}
-    if query.finds_anything:
-        page = page_of_request(Matches(query))
-        bodies = marked_bodies(query, page.items)
+    page = Page([], None, None)
+    try:
+        with time_budget(current_app.config["SEARCH_TIMEOUT_MS"]):
+            matches = Matches(query)
+            if matches.finds_anything:
+                page = page_of_request(matches)
+            found_people = people(text) if text else []
+    except SearchTooLong:
+        error = "This search took too long: try rarer words, or fewer of them."
+        return render_template("search/search.html", title="Search", q=text, error=error), 400
     return render_template(
         "search/search.html",
         title=f"Search: {text}" if text else "Search",
         q=text,
-        people=people(text) if text else [],
+        people=found_people,
         page=page,
-        bodies=bodies,
-        searched=query.finds_anything,
+        bodies=matches.marked,
+        searched=matches.finds_anything,
     )

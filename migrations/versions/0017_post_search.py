@@ -4,9 +4,9 @@ Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-01
 
-PostgreSQL: a GIN index over to_tsvector(<the post's language's configuration>, body), built
-CONCURRENTLY, so writes go on while a large table is indexed (nothing is stored per row, so
-there is nothing to backfill). SQLite: an FTS5 table over the post table, kept by triggers,
+PostgreSQL: a search_vector column written by a trigger, filled for the existing posts in
+batches of their own transactions, then a GIN index built CONCURRENTLY: writes go on while a
+large table is indexed. SQLite: an FTS5 table over the post table, kept by triggers,
 filled from the existing posts. A later migration that rebuilds the post table on SQLite
 (batch mode) drops these triggers with it and must create them again.
 """
@@ -65,23 +65,49 @@ SQLITE_INDEX = [
 ]
 
 
+POSTGRESQL_INDEX = [
+    CONFIGURATION_FUNCTION,
+    """\
+CREATE FUNCTION post_search_vector() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.search_vector := to_tsvector(microblog_ts_config(NEW.language), NEW.body);
+  RETURN NEW;
+END
+$$""",
+    'ALTER TABLE post ADD COLUMN search_vector tsvector',
+    'CREATE TRIGGER post_search_vector BEFORE INSERT OR UPDATE OF body, language ON post '
+    'FOR EACH ROW EXECUTE FUNCTION post_search_vector()',
+]
+BATCH = 10_000  # posts per transaction while the existing posts are indexed
+
+
 def upgrade():
     op.add_column('post', sa.Column('language', sa.String(length=5), nullable=True))
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute(CONFIGURATION_FUNCTION)
-        with op.get_context().autocommit_block():
-            op.execute(
-                'CREATE INDEX CONCURRENTLY ix_post_search ON post '
-                'USING gin (to_tsvector(microblog_ts_config(language), body))'
-            )
-    else:
+    if op.get_bind().dialect.name != 'postgresql':
         for statement in SQLITE_INDEX:
             op.execute(statement)
+        return
+    for statement in POSTGRESQL_INDEX:  # new posts are indexed from here on
+        op.execute(statement)
+    # The existing posts, a batch per transaction: each locks only its own rows, briefly, so
+    # the site keeps writing; then the index, built without blocking writes.
+    with op.get_context().autocommit_block():
+        bind = op.get_bind()
+        last = bind.execute(sa.text('SELECT coalesce(max(id), 0) FROM post')).scalar()
+        for first in range(0, last, BATCH):
+            bind.execute(sa.text(
+                'UPDATE post SET search_vector = to_tsvector(microblog_ts_config(language), body)'
+                ' WHERE id > :first AND id <= :last AND search_vector IS NULL'
+            ), {'first': first, 'last': first + BATCH})
+        op.execute('CREATE INDEX CONCURRENTLY ix_post_search ON post USING gin (search_vector)')
 
 
 def downgrade():
     if op.get_bind().dialect.name == 'postgresql':
         op.execute('DROP INDEX ix_post_search')
+        op.execute('DROP TRIGGER post_search_vector ON post')
+        op.execute('ALTER TABLE post DROP COLUMN search_vector')
+        op.execute('DROP FUNCTION post_search_vector()')
         op.execute('DROP FUNCTION microblog_ts_config(text)')
     else:
         for trigger in ('post_fts_insert', 'post_fts_delete', 'post_fts_update'):

@@ -30,7 +30,7 @@ def empty_database(database, databases, tmp_path):
 
 def index_definitions(url: str) -> dict[str, str]:
     """Return every index's definition as the database itself states it, spacing normalised;
-    with the search index's triggers and tables (SQLite) and function (PostgreSQL)."""
+    with the search index's tables (SQLite), triggers, functions and column (PostgreSQL)."""
     app = create_app({"SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
         with db.engine.connect() as connection:
@@ -43,6 +43,9 @@ def index_definitions(url: str) -> dict[str, str]:
                 query += " AND tablename != 'alembic_version'"
                 query += " UNION ALL SELECT proname, pg_get_functiondef(oid) FROM pg_proc"
                 query += " WHERE pronamespace = 'public'::regnamespace"
+                query += " UNION ALL SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger"
+                query += " WHERE NOT tgisinternal UNION ALL SELECT column_name, data_type"
+                query += " FROM information_schema.columns WHERE column_name = 'search_vector'"
             rows = connection.execute(text(query)).all()
         db.engine.dispose()
     return {name: re.sub(r"\s+", " ", definition).strip() for name, definition in rows}

@@ -16,6 +16,9 @@ def test_seed_demo_creates_a_living_demo_account(runner, app, client, auth):
         demo = db.session.scalar(select(User).where(User.username == DEMO_USERNAME))
         assert db.session.scalar(select(func.count()).where(Post.user_id == demo.id)) == 120
         assert len(demo.following) == 2
+        # written in time order, as search lists them
+        stamps = db.session.scalars(select(Post.timestamp).order_by(Post.id)).all()
+        assert len(stamps) == 120 + 2 * 20 and stamps == sorted(stamps)
     assert auth.login(DEMO_USERNAME, DEMO_PASSWORD).status_code == 302
 
 

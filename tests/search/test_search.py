@@ -12,7 +12,7 @@ from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.posts.models import Post, page_of
-from microblog.search.models import Matches
+from microblog.search.models import Matches, SearchTooLong, time_budget
 from microblog.search.query import parse
 from tests.support.data import insert_posts
 
@@ -211,3 +211,33 @@ def test_the_migration_indexes_the_posts_that_exist_before_it(database, database
         db.session.remove()
         db.engine.dispose()
     databases.drop(url)
+
+
+def test_a_search_past_its_time_budget_is_stopped_and_the_session_goes_on(app, make_user):
+    alice_id = make_user("alice")
+    everything = text("SELECT count(*) FROM post AS a, post AS b, post AS c")
+    with app.app_context():
+        insert_posts(alice_id, [f"post {i}" for i in range(300)])
+        with pytest.raises(SearchTooLong):
+            with time_budget(1):
+                db.session.execute(everything).scalar()  # 27 million rows
+        # the session works, and what follows the search has no such limit
+        with time_budget(1_000):
+            assert db.session.scalar(select(func.count()).select_from(Post)) == 300
+        assert (
+            db.session.execute(text("SELECT count(*) FROM post AS a, post AS b")).scalar() == 90_000
+        )
+
+
+def test_a_search_too_broad_for_its_budget_gets_a_page_saying_so(app, alice, database):
+    app.config["SEARCH_TIMEOUT_MS"] = 0  # PostgreSQL: 1 ms; SQLite: stopped at once
+    alice_id = user_id(app, "alice")
+    with app.app_context():
+        insert_posts(alice_id, [f"walrus number {i}" for i in range(10_000)])
+    # PostgreSQL's limit is per statement: one that matches nothing, slowly; SQLite's handler
+    # counts the steps of its own statements: any that reads posts.
+    query = "walrus" if database == "sqlite" else "walrus -number or walrus -walrus"
+    response = alice.get("/search", query_string={"q": query})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400, page[:300]
+    assert "This search took too long" in page

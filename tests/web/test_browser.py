@@ -1,5 +1,6 @@
 """A real browser (Debian's chromium, driven by Playwright) watches an export move live."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from microblog.jobs.launch import launch
 from microblog.jobs.models import Task
 from microblog.jobs.recording import Recording
 from tests.support import ROOT
+from tests.support.data import insert_posts
 from tests.support.servers import running_worker
 from tests.support.web import PASSWORD
 
@@ -376,4 +378,41 @@ def test_a_user_card_opens_on_hover_and_focus_and_its_follow_button_works(page, 
     page.hover(f".post a.user-link:text('{linus}')")
     page.locator(".user-popup .popup-followers").wait_for(timeout=5_000)
     assert page.locator(".user-popup .popup-follow").text_content().strip() == "Unfollow"
+    assert page.refused_by_csp == []
+
+
+def test_search_from_the_navigation_bar_pages_back_and_forth_and_opens_a_person(
+    page, live_app, live_user
+):
+    # Given a birder who wrote 30 posts holding a word nobody else wrote
+    word = "heron" + os.urandom(4).hex()
+    birder_id, birder = live_user("birder")
+    with live_app.app_context():
+        insert_posts(birder_id, [f"sighting {i}: a {word} by the lake" for i in range(30)])
+    _, ada = live_user("ada")
+    sign_in(page, ada)
+    # When ada searches for it from the navigation bar
+    page.fill("#nav-search", word.upper())
+    with page.expect_navigation():
+        page.press("#nav-search", "Enter")
+    # Then the newest 25 show, the word marked in each
+    bodies = page.locator(".post-body")
+    assert bodies.count() == 25
+    assert bodies.first.text_content() == f"sighting 29: a {word} by the lake"
+    assert page.locator(".post-body mark").first.text_content() == word
+    # And Older shows the last 5, and Newer brings the first page back
+    with page.expect_navigation():
+        page.click("a[rel=next]")
+    assert [b.text_content() for b in bodies.all()][-1] == f"sighting 0: a {word} by the lake"
+    assert bodies.count() == 5
+    with page.expect_navigation():
+        page.click("a[rel=prev]")
+    assert bodies.first.text_content() == f"sighting 29: a {word} by the lake"
+    # When she searches for the birder's name and opens them from the People section
+    page.fill("#nav-search", birder)
+    with page.expect_navigation():
+        page.press("#nav-search", "Enter")
+    with page.expect_navigation():
+        page.click(f"section[aria-labelledby=people-heading] a:text('{birder}')")
+    assert page.url.endswith(f"/user/{birder}")
     assert page.refused_by_csp == []

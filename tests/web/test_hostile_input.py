@@ -224,6 +224,8 @@ QUERY_TARGETS = st.sampled_from(
         "/stream",
         "/auth/reset_password_request",
         "/messages",
+        "/search",
+        "/search?q=word",
     ]
 )
 
@@ -235,13 +237,15 @@ def test_no_url_segment_is_a_server_error(alice, route, segment, accept):
     assert response.status_code < 500, response.get_data(as_text=True)[:500]
 
 
-QUERY_NAMES = st.sampled_from(["page", "before", "after", "next", "last_event_id"])
+QUERY_NAMES = st.sampled_from(["page", "before", "after", "next", "last_event_id", "q"])
 
 
 @given_fuzz(target=QUERY_TARGETS, name=QUERY_NAMES, value=TEXT, accept=ACCEPT)
 def test_no_query_parameter_is_a_server_error(alice, target, name, value, accept):
     query = f"{name}={quote(value, safe='')}"
-    response = alice.get(f"{target}?{query}", headers={"Accept": accept}, buffered=False)
+    separator = "&" if "?" in target else "?"
+    response = alice.get(f"{target}{separator}{query}", headers={"Accept": accept},
+                         buffered=False)  # fmt: skip
     try:
         assert response.status_code < 500, response.get_data(as_text=True)[:500]
     finally:
@@ -287,3 +291,29 @@ def test_no_reset_form_post_is_a_server_error_and_refused_ones_store_nothing(
     assert response.status_code < 500, response.get_data(as_text=True)[:500]
     if response.status_code >= 400:
         assert snapshot(app) == before
+
+
+# What search engines and SQL treat as syntax, mixed with words, spaces and any character.
+SEARCH_SYNTAX = st.lists(
+    st.sampled_from(
+        list("\"*:^()-+~!&|<>'%_;\\")
+        + ["NEAR(", " AND ", " OR ", " NOT ", " or ", "word", "the", " ", "é", "日"]
+    ),
+    max_size=40,
+).map("".join)
+LONG_TEXT = st.text(st.characters(exclude_categories=["Cs"]), min_size=195, max_size=400)
+
+
+@given_fuzz(q=st.one_of(TEXT, SEARCH_SYNTAX, LONG_TEXT),
+            before=st.none() | TEXT)  # fmt: skip
+def test_no_search_is_a_server_error_and_long_ones_are_400(alice, q, before):
+    args = {"q": q} if before is None else {"q": q, "before": before}
+    response = alice.get("/search", query_string=args)
+    page = response.get_data(as_text=True)
+    if "\x00" in q + (before or ""):
+        assert response.status_code == 400
+    elif len(q.strip()) > 200:
+        assert response.status_code == 400 and "Keep searches to 200 characters." in page
+    else:
+        assert response.status_code in (200, 404), page[:500]  # 404: a cursor naming nothing
+        assert response.status_code == 200 or before is not None
