@@ -11,7 +11,8 @@ posts English as detection would have (an UPDATE, timed too: what backfilling co
 PostgreSQL a writer inserts a post every 50 ms while the index is built, and the slowest
 insert is reported: the build must not lock writers out. gunicorn (``gunicorn.conf.py``, 2
 gevent workers) serves ``bench.like_wsgi``; wrk (1 thread, 8 connections, signed in) drives
-each query shape in turn:
+each query shape in turn, and again with 2 connections (one per worker: the latency of a
+request that does not queue behind others):
 
 - a rare word (in 1 post of 20,000), a common word (in 1 post of 5), a two-word phrase (in 1
   post of 100), a username prefix (10 people, and no post);
@@ -240,11 +241,14 @@ def measure(kind: str, size: int, redis_url: str, seconds: int, postgres) -> dic
                 raise RuntimeError(f"{kind} {size}: people found {found}")
             results = {"migration": migration}
             for name, query in QUERIES.items():
-                for approach, path in (("index", "/search"), ("LIKE", "/like/search")):
+                runs = (("index", "/search", 8), ("LIKE", "/like/search", 8),
+                        ("index, 2 connections", "/search", 2))  # fmt: skip
+                for approach, path, connections in runs:
                     target = path + "?" + requests.compat.urlencode({"q": query})
-                    results[approach, name] = load(server, target, cookie, seconds)
-                    print(f"{kind}, {size:,} posts, {name}, {approach}: "
-                          f"{results[approach, name]['rate']:,.1f} req/s", flush=True)  # fmt: skip
+                    row = load(server, target, cookie, seconds, connections)
+                    results[approach, name] = row
+                    print(f"{kind}, {size:,} posts, {name}, {approach}: {row['rate']:,.1f} req/s,"
+                          f" p99 {row['p99_ms']:.1f} ms", flush=True)  # fmt: skip
             return results
         finally:
             server.stop()
@@ -281,7 +285,7 @@ def report(runs: dict, kinds: list[str], sizes: list[int]) -> None:
     print("|---|---|---|" + "---|" * len(sizes))
     for kind in kinds:
         for name in QUERIES:
-            for approach in ("index", "LIKE"):
+            for approach in ("index", "LIKE", "index, 2 connections"):
                 cells = []
                 for size in sizes:
                     row = runs[kind, size][approach, name]

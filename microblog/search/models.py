@@ -1,5 +1,6 @@
 """Finding posts and people, and marking the words found."""
 
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,6 +8,7 @@ from contextlib import contextmanager
 from markupsafe import Markup, escape
 from sqlalchemy import (
     ColumnElement,
+    Select,
     bindparam,
     case,
     cast,
@@ -82,6 +84,8 @@ class Matches(Listing):
     Posts bulk-imported with older timestamps sort by when they were imported.
     """
 
+    WINDOW = 200  # pages' worth of the newest posts walked on PostgreSQL before the index
+
     def __init__(self, query: Query) -> None:
         self.parameters = _parameters(query)
         self.marked: dict[int, Markup] = {}  # each post read: its body with the words marked
@@ -94,31 +98,69 @@ class Matches(Listing):
     def first(self, count: int, newest_first: bool, beyond: Cursor | None) -> list[Post]:
         if not self.finds_anything:
             return []
-        parameters = {**self.parameters, "count": count}
+        parameters = {**self.parameters, "count": count, "window": count * self.WINDOW}
         if beyond:
             parameters["cursor_id"] = beyond.id
-        if _on_postgresql():
-            found, key = select(Post.id).where(_tsquery_match()), Post.id
-        else:
-            marked = func.highlight(literal_column(post_fts.name), 0, _OPEN, _CLOSE)
-            found, key = select(post_fts.c.rowid, marked).where(_fts_match()), post_fts.c.rowid
-        if beyond:
-            cursor = bindparam("cursor_id", type_=Post.id.type)
-            found = found.where(key < cursor if newest_first else key > cursor)
-        found = found.order_by(key.desc() if newest_first else key.asc()).limit(bindparam("count"))
         order = Post.id.desc() if newest_first else Post.id.asc()
         # The page's posts, their words marked by the database: for these rows only.
         if _on_postgresql():
+            walk, index = _postgresql_reads(newest_first, beyond is not None)
+            ids = db.session.scalars(walk, parameters).all()
+            if len(ids) < count:
+                ids = db.session.scalars(index, parameters).all()
             configuration = func.microblog_ts_config(Post.language)
             marked = func.ts_headline(configuration, Post.body, _tsquery(), _HEADLINE)
-            query = select(Post, marked).where(Post.id.in_(found)).order_by(order)
+            query = select(Post, marked).where(Post.id.in_(ids)).order_by(order)
             rows = db.session.execute(query, parameters).all()
         else:
+            found = _sqlite_read(newest_first, beyond is not None)
             hits = dict(db.session.execute(found, parameters).all())
             query = select(Post).where(Post.id.in_(list(hits))).order_by(order)
             rows = [(post, hits[post.id]) for post in db.session.scalars(query)]
         self.marked.update((post.id, _marked(text)) for post, text in rows)
         return [post for post, _ in rows]
+
+
+def _past_cursor(key, newest_first: bool) -> ColumnElement[bool]:
+    cursor = bindparam("cursor_id", type_=Post.id.type)
+    return key < cursor if newest_first else key > cursor
+
+
+@functools.cache
+def _postgresql_reads(newest_first: bool, past_cursor: bool) -> tuple[Select, Select]:
+    """The two reads of a page on PostgreSQL, built once per shape; a request binds values.
+
+    1. Walk the newest posts (past the cursor) along the primary key, ``WINDOW`` pages' worth,
+       reading each one's stored words: when matches are common, the page is there, whatever
+       the planner guesses (it guesses two words that go together, a phrase, as rare).
+    2. Otherwise the GIN index: every match, sorted; few, since the walk found few.
+    """
+    key_order = Post.id.desc() if newest_first else Post.id.asc()
+    recent = select(Post.id, search_vector.label("words"))
+    if past_cursor:
+        recent = recent.where(_past_cursor(Post.id, newest_first))
+    recent = recent.order_by(key_order).limit(bindparam("window")).subquery("recent")
+    walk = (
+        select(recent.c.id)
+        .where(recent.c.words.op("@@")(_tsquery()))
+        .order_by(recent.c.id.desc() if newest_first else recent.c.id.asc())
+        .limit(bindparam("count"))
+    )
+    index = select(Post.id).where(_tsquery_match())
+    if past_cursor:
+        index = index.where(_past_cursor(Post.id, newest_first))
+    return walk, index.order_by(key_order).limit(bindparam("count"))
+
+
+@functools.cache
+def _sqlite_read(newest_first: bool, past_cursor: bool) -> Select:
+    """The read of a page on SQLite: FTS5 hands matches out in rowid order, and stops."""
+    rowid = post_fts.c.rowid
+    marked = func.highlight(literal_column(post_fts.name), 0, _OPEN, _CLOSE)
+    found = select(rowid, marked).where(_fts_match())
+    if past_cursor:
+        found = found.where(_past_cursor(rowid, newest_first))
+    return found.order_by(rowid.desc() if newest_first else rowid.asc()).limit(bindparam("count"))
 
 
 def _on_postgresql() -> bool:

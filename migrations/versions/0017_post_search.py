@@ -20,8 +20,10 @@ down_revision = '0016'
 branch_labels = None
 depends_on = None
 
+# Every statement may run again: a migration cut off half-way (the PostgreSQL part runs
+# outside one transaction) is finished by running it again.
 CONFIGURATION_FUNCTION = """\
-CREATE FUNCTION microblog_ts_config(language text) RETURNS regconfig
+CREATE OR REPLACE FUNCTION microblog_ts_config(language text) RETURNS regconfig
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE language
     WHEN 'ar' THEN 'arabic'::regconfig
@@ -52,13 +54,13 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$"""
 
 SQLITE_INDEX = [
-    "CREATE VIRTUAL TABLE post_fts USING fts5(body, content='post', content_rowid='id', "
+    "CREATE VIRTUAL TABLE IF NOT EXISTS post_fts USING fts5(body, content='post', content_rowid='id', "
     "tokenize='porter unicode61 remove_diacritics 2')",
-    "CREATE TRIGGER post_fts_insert AFTER INSERT ON post BEGIN "
+    "CREATE TRIGGER IF NOT EXISTS post_fts_insert AFTER INSERT ON post BEGIN "
     "INSERT INTO post_fts(rowid, body) VALUES (new.id, new.body); END",
-    "CREATE TRIGGER post_fts_delete AFTER DELETE ON post BEGIN "
+    "CREATE TRIGGER IF NOT EXISTS post_fts_delete AFTER DELETE ON post BEGIN "
     "INSERT INTO post_fts(post_fts, rowid, body) VALUES ('delete', old.id, old.body); END",
-    "CREATE TRIGGER post_fts_update AFTER UPDATE OF body ON post BEGIN "
+    "CREATE TRIGGER IF NOT EXISTS post_fts_update AFTER UPDATE OF body ON post BEGIN "
     "INSERT INTO post_fts(post_fts, rowid, body) VALUES ('delete', old.id, old.body); "
     "INSERT INTO post_fts(rowid, body) VALUES (new.id, new.body); END",
     "INSERT INTO post_fts(post_fts) VALUES ('rebuild')",
@@ -68,13 +70,14 @@ SQLITE_INDEX = [
 POSTGRESQL_INDEX = [
     CONFIGURATION_FUNCTION,
     """\
-CREATE FUNCTION post_search_vector() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION post_search_vector() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   NEW.search_vector := to_tsvector(microblog_ts_config(NEW.language), NEW.body);
   RETURN NEW;
 END
 $$""",
-    'ALTER TABLE post ADD COLUMN search_vector tsvector',
+    'ALTER TABLE post ADD COLUMN IF NOT EXISTS search_vector tsvector',
+    'DROP TRIGGER IF EXISTS post_search_vector ON post',
     'CREATE TRIGGER post_search_vector BEFORE INSERT OR UPDATE OF body, language ON post '
     'FOR EACH ROW EXECUTE FUNCTION post_search_vector()',
 ]
@@ -82,7 +85,8 @@ BATCH = 10_000  # posts per transaction while the existing posts are indexed
 
 
 def upgrade():
-    op.add_column('post', sa.Column('language', sa.String(length=5), nullable=True))
+    if 'language' not in {column['name'] for column in sa.inspect(op.get_bind()).get_columns('post')}:
+        op.add_column('post', sa.Column('language', sa.String(length=5), nullable=True))
     if op.get_bind().dialect.name != 'postgresql':
         for statement in SQLITE_INDEX:
             op.execute(statement)
@@ -99,6 +103,7 @@ def upgrade():
                 'UPDATE post SET search_vector = to_tsvector(microblog_ts_config(language), body)'
                 ' WHERE id > :first AND id <= :last AND search_vector IS NULL'
             ), {'first': first, 'last': first + BATCH})
+        op.execute('DROP INDEX CONCURRENTLY IF EXISTS ix_post_search')  # left invalid if cut off
         op.execute('CREATE INDEX CONCURRENTLY ix_post_search ON post USING gin (search_vector)')
 
 

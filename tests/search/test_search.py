@@ -241,3 +241,44 @@ def test_a_search_too_broad_for_its_budget_gets_a_page_saying_so(app, alice, dat
     page = response.get_data(as_text=True)
     assert response.status_code == 400, page[:300]
     assert "This search took too long" in page
+
+
+def test_a_search_migration_cut_off_half_way_finishes_when_run_again(database, databases, tmp_path):
+    # Given a database whose search migration ran, but was cut off before it was recorded
+    # (and, on PostgreSQL, before its index was built)
+    url = databases.empty(database, tmp_path)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade()
+        if database == "postgresql":
+            db.session.execute(text("DROP INDEX ix_post_search"))
+        db.session.execute(text("UPDATE alembic_version SET version_num = '0016'"))
+        db.session.commit()
+        # When it runs again, it finishes, and search works
+        upgrade()
+        assert db.session.scalar(text("SELECT version_num FROM alembic_version")) == "0017"
+        user = User(username="ann", email="ann@example.com")
+        user.set_password("correct-horse-9")
+        db.session.add(user)
+        db.session.commit()
+        insert_posts(user.id, ["a heron at dawn"])
+        assert [post.body for post in page_of(Matches(parse("heron")), 5).items] == [
+            "a heron at dawn"
+        ]
+        db.session.remove()
+        db.engine.dispose()
+    databases.drop(url)
+
+
+def test_matches_are_found_both_among_the_newest_posts_and_far_behind_them(app, alice):
+    # Given a match written first, then more posts than PostgreSQL's walk reads, then matches
+    alice_id = user_id(app, "alice")
+    behind = Matches.WINDOW * (app.config["POSTS_PER_PAGE"] + 1) + 100
+    with app.app_context():
+        insert_posts(alice_id, ["an old albatross"] + ["filler"] * behind + [
+            f"a new albatross {i}" for i in range(3)
+        ])  # fmt: skip
+    # Then the first page has all four, newest first: three from the walk, one from the index
+    assert plain(results(alice, "albatross")) == [
+        "a new albatross 2", "a new albatross 1", "a new albatross 0", "an old albatross",
+    ]  # fmt: skip
