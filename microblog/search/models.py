@@ -28,6 +28,7 @@ from microblog.search.index import CONFIGURATIONS, FALLBACK, post_fts, search_ve
 from microblog.search.query import Query
 
 PEOPLE_SHOWN = 5
+QUERY_CANCELED_SQLSTATE = "57014"  # PostgreSQL ended the statement at its timeout
 
 
 class SearchTooLong(Exception):
@@ -48,7 +49,7 @@ def time_budget(milliseconds: int) -> Iterator[None]:
         try:
             yield
         except OperationalError as error:
-            if type(error.orig).__name__ != "QueryCanceled":
+            if getattr(error.orig, "sqlstate", None) != QUERY_CANCELED_SQLSTATE:
                 raise
             db.session.rollback()
             raise SearchTooLong from error
