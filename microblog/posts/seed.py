@@ -38,11 +38,12 @@ def create_user(username: str, password: str, about: str) -> User:
 def make_posts(user: User, count: int, rng: random.Random) -> list[Post]:
     """Return ``count`` posts by the user spread over the last few months, oldest first."""
     now = utcnow()
-    return [
-        Post(body=fake_sentence(rng), timestamp=now - timedelta(minutes=(count - i) * 97
-             + rng.randint(0, 60)), author=user)
-        for i in range(count)
-    ]  # fmt: skip
+    posts = []
+    for i in range(count):
+        body = fake_sentence(rng)
+        when = now - timedelta(minutes=(count - i) * 97 + rng.randint(0, 60))
+        posts.append(Post(body=body, timestamp=when, author=user))
+    return posts
 
 
 def seed_demo(posts: int = 300, seed: int = 7) -> User:

@@ -28,20 +28,18 @@ class Alternative:
 @dataclass
 class Query:
     text: str
-    alternatives: list[Alternative]
+    alternatives: list[Alternative]  # each with a term to find (see parse)
 
     @property
     def finds_anything(self) -> bool:
         """False for a query with no term to look for (only exclusions, or only punctuation):
         it finds nothing, rather than every post."""
-        return any(alternative.required for alternative in self.alternatives)
+        return bool(self.alternatives)
 
     def fts5(self) -> str:
         """Return the query in FTS5's syntax, every term a quoted string."""
         groups = []
         for alternative in self.alternatives:
-            if not alternative.required:
-                continue
             group = " AND ".join(map(_quoted, alternative.required))
             if alternative.excluded:
                 group = f"({group}) NOT ({' OR '.join(map(_quoted, alternative.excluded))})"
