@@ -22,6 +22,8 @@ RUN pip install --require-hashes --no-deps -r requirements.txt
 # .dockerignore keeps secrets (.env), tests, benchmarks and the development tools out.
 COPY --chown=10001:10001 . .
 USER 10001:10001
+# The translation catalogs are compiled here, from the .po files (.mo files are not committed).
+RUN pybabel compile --statistics -d microblog/translations
 
 EXPOSE 8000
 # Apply migrations once per deployment (the compose file's `migrate` service does);

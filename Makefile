@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile --quiet --universal \
 	--python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade)
 
-.PHONY: run test lint format lock bench system-packages clean
+.PHONY: run test lint format lock bench system-packages translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,18 @@ $(VENV)/.installed-dev: requirements.txt requirements-local.txt requirements-dev
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.installed-local
 
-run: $(VENV)/.installed-local
+run: $(VENV)/.installed-local translations
 	$(BIN)/python -m devkit.run
 
-test: system-packages lint
+test: system-packages lint translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The compiled catalogs (.mo) are build output, made from the committed .po files.
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard microblog/translations/*/LC_MESSAGES/messages.po))
+translations: $(CATALOGS)
+
+%.mo: %.po | $(VENV)/.installed-local
+	$(BIN)/pybabel compile -i $< -o $@
 
 system-packages:
 	@sh scripts/system-packages.sh

@@ -11,7 +11,7 @@ from flask import Flask
 # which would open every worker's log with a dozen lines of noise.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-from microblog import alerts, config, errors, security, throttle, urls, wire  # noqa: E402
+from microblog import alerts, config, errors, i18n, security, throttle, urls, wire  # noqa: E402
 from microblog.extensions import (  # noqa: E402
     bootstrap,
     csrf,
@@ -32,6 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     alerts.init_app(app)  # before the broker is made: Sentry's Dramatiq integration hooks it
     wire.init_app(app)  # before the extensions: their hooks read cookies and bodies
     register_extensions(app)
+    i18n.init_app(app)
     throttle.init_app(app)
     register_blueprints(app)
     jobs.init_app(app)

@@ -1,11 +1,14 @@
 """Error pages in the site's look, and JSON errors for clients that ask for JSON."""
 
 from flask import Flask, current_app, flash, jsonify, redirect, render_template, request
+from flask_babel import format_number
+from flask_babel import gettext as _
 from flask_login.utils import login_url
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, Unauthorized
 
 from microblog.extensions import db, login_manager
+from microblog.i18n import _l
 
 
 def wants_json() -> bool:
@@ -15,14 +18,46 @@ def wants_json() -> bool:
     )
 
 
+# Each status's name and, for an error raised without an explanation of its own, what it
+# means, in the reader's language (Werkzeug's are English).
+STATUS_TEXTS = {
+    400: (_l("Bad Request"), _l("The request could not be understood.")),
+    401: (_l("Unauthorized"), _l("Sign in first.")),
+    403: (_l("Forbidden"), _l("You may not see this page.")),
+    404: (_l("Not Found"), _l("There is no such page. If you typed the address, check it.")),
+    405: (_l("Method Not Allowed"), _l("This address does not take that kind of request.")),
+    409: (_l("Conflict"), _l("That clashes with a change made meanwhile. Reload and try again.")),
+    410: (_l("Gone"), _l("This page is no longer here.")),
+    413: (_l("Request Entity Too Large"), _l("The request is larger than this site accepts.")),
+    414: (_l("Request URI Too Large"), _l("The address is longer than this site accepts.")),
+    415: (_l("Unsupported Media Type"), _l("This site does not take that kind of content.")),
+    429: (_l("Too Many Requests"), _l("Too many attempts. Please wait and try again.")),
+    431: (_l("Request Header Fields Too Large"), _l("The request's headers are too large.")),
+    500: (_l("Internal Server Error"),
+          _l("Something went wrong on our side. Please try again in a moment.")),
+    503: (_l("Service Unavailable"),
+          _l("The site cannot answer right now. Please try again in a moment.")),
+}  # fmt: skip
+
+
+def status_texts(error: HTTPException) -> tuple[str, str]:
+    """Return the error's name and explanation in the reader's language."""
+    name, meaning = STATUS_TEXTS.get(error.code or 500, (error.name, error.description))
+    explained = error.description != type(error).description  # a message of ours, translated
+    return str(name), str(error.description if explained else meaning)
+
+
 def handle_http_error(error: HTTPException):
     """Render any 4xx/5xx with its own status, headers and a readable explanation."""
     if error.code and error.code >= 500:
         db.session.rollback()
+    name, description = status_texts(error)
     if wants_json():
-        response = jsonify(error=error.name, message=error.description)
+        response = jsonify(error=name, message=description)
     else:
-        response = current_app.make_response(render_template("errors/error.html", error=error))
+        page = render_template("errors/error.html", title=name, code=error.code, name=name,
+                               description=description)  # fmt: skip
+        response = current_app.make_response(page)
     response.status_code = error.code or 500
     # Allow on a 405, WWW-Authenticate on a 401, Retry-After on a 429...
     for name, value in error.get_headers():
@@ -33,7 +68,7 @@ def handle_http_error(error: HTTPException):
 
 def handle_csrf_error(error: CSRFError):
     """Explain a missing or stale CSRF token instead of a bare 400."""
-    error.description = (
+    error.description = _(
         "The form was missing its security token or the token had expired. "
         "Reload the page and try again."
     )
@@ -42,7 +77,8 @@ def handle_csrf_error(error: CSRFError):
 
 def handle_too_large(error: HTTPException):
     limit_kb = current_app.config["MAX_CONTENT_LENGTH"] // 1024
-    error.description = f"The request is larger than this site accepts ({limit_kb} KB)."
+    error.description = _("The request is larger than this site accepts (%(limit)s KB).",
+                          limit=format_number(limit_kb))  # fmt: skip
     return handle_http_error(error)
 
 
@@ -62,8 +98,8 @@ def handle_unexpected_error(error: Exception):
 def handle_unauthorized():
     """Send browsers to the login page and come back; tell scripts 401 in JSON."""
     if wants_json():
-        return handle_http_error(Unauthorized("Sign in first."))
-    flash(login_manager.login_message, login_manager.login_message_category)
+        return handle_http_error(Unauthorized(_("Sign in first.")))
+    flash(_("Please log in to access this page."), login_manager.login_message_category)
     return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 

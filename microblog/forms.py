@@ -4,6 +4,7 @@ import unicodedata
 from typing import Any
 
 from flask import abort, request
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from wtforms import Field
 from wtforms.validators import ValidationError
@@ -21,9 +22,9 @@ def submitted_form_data() -> Any:
     if request.method not in {"POST", "PUT", "PATCH", "DELETE"}:
         return None
     if request.is_json:
-        abort(415, "This form takes form fields (application/x-www-form-urlencoded), not JSON.")
+        abort(415, _("This form takes form fields (application/x-www-form-urlencoded), not JSON."))
     if request.files:
-        abort(400, "This form does not take file uploads.")
+        abort(400, _("This form does not take file uploads."))
     return request.form
 
 
@@ -44,7 +45,9 @@ class Printable:
     def __call__(self, _form: FlaskForm, field: Field) -> None:
         for character in field.data or "":
             if character not in self.allowed and unicodedata.category(character) in {"Cc", "Cs"}:
-                raise ValidationError("Remove the control characters (such as NUL) from this text.")
+                raise ValidationError(
+                    _("Remove the control characters (such as NUL) from this text.")
+                )
 
 
 def visible(text: str) -> bool:

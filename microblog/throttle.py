@@ -13,6 +13,7 @@ from functools import wraps
 
 import redis
 from flask import Flask, current_app, request
+from flask_babel import ngettext
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -45,7 +46,12 @@ def hit(setting: str, key: str) -> None:
         return
     seconds = max(1, math.ceil(reset_at - time.time()))
     raise TooManyRequests(
-        f"Too many attempts. Please wait {seconds} seconds and try again.", retry_after=seconds
+        ngettext(
+            "Too many attempts. Please wait %(num)d second and try again.",
+            "Too many attempts. Please wait %(num)d seconds and try again.",
+            seconds,
+        ),
+        retry_after=seconds,
     )
 
 

@@ -14,6 +14,7 @@ import io
 from collections.abc import Callable, Iterable
 
 from flask import Flask, Request, abort, request
+from flask_babel import gettext as _
 from werkzeug.utils import cached_property
 
 BODY_ERROR = "microblog.body_error"  # environ key: the status a body's framing or size earned
@@ -76,9 +77,9 @@ def refuse_malformed() -> None:
     if status == 413:
         abort(413)
     if status:
-        abort(400, "The request body is not valid HTTP (a malformed chunked encoding).")
+        abort(400, _("The request body is not valid HTTP (a malformed chunked encoding)."))
     if any("\x00" in name + value for name, value in request.args.items(multi=True)):
-        abort(400, "The address holds a NUL character.")
+        abort(400, _("The address holds a NUL character."))
 
 
 def init_app(app: Flask) -> None:

@@ -9,17 +9,29 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from microblog.auth.models import find_user
 from microblog.extensions import csrf
+from microblog.i18n import _l, for_scripts
 from microblog.jobs.models import TaskFilter, TaskStatus, find_tasks
 from microblog.jobs.registry import job_types
 from microblog.jobs.views import cancel_and_answer, retry_and_answer, task_or_404
 from microblog.jobs.worker.liveness import live_workers, queue_stats, unknown_job_types
 from microblog.live.channel import OPERATORS
 from microblog.live.stream import sse, stream_url
-from microblog.models import DURATION_HINT, age, parse_duration, utcnow
+from microblog.models import age, parse_duration, utcnow
+
+# The texts admin.js shows; the template uses the same ones.
+for_scripts({
+    "status.queued": _l("queued"),
+    "status.running": _l("running"),
+    "status.succeeded": _l("succeeded"),
+    "status.failed": _l("failed"),
+    "status.cancelled": _l("cancelled"),
+    "admin.done_of_total": _l("%(done)s of %(total)s"),
+})  # fmt: skip
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf.exempt(bp)  # checked by admins_only, after the role
@@ -59,7 +71,7 @@ def tasks():
         queues = workers = None
     return render_template(
         "admin/tasks.html",
-        title="Tasks",
+        title=_("Tasks"),
         rows=rows,
         older=older,
         first_page=first_page,
@@ -85,21 +97,23 @@ def _filter_from(args) -> tuple[TaskFilter, tuple[datetime, str] | None, list[st
     if username := args.get("user", "").strip():
         user = find_user(username)
         if user is None:
-            errors.append(f"User: there is no user {username!r}.")
+            errors.append(_("User: there is no user “%(name)s”.", name=username))
         else:
             user_id = user.id
     created_before = None
     if older_than := args.get("older_than", "").strip():
         duration = parse_duration(older_than)
         if duration is None:
-            errors.append(f"Older than: write {DURATION_HINT}.")
+            errors.append(
+                _("Older than: write a duration like 90s, 30m, 12h or 7d (at most 100 years).")
+            )
         else:
             created_before = utcnow() - duration
     before = None
     if "before" in args:
         match = _CURSOR.fullmatch(args["before"])
         if not match:
-            abort(404, "There is no such page.")
+            abort(404, _("There is no such page."))
         before = (EPOCH + timedelta(microseconds=int(match.group(1))), match.group(2))
     name = args.get("type", "").strip() or None
     if name is not None and not (len(name) <= TASK_NAME_LENGTH and name.isprintable()):

@@ -2,21 +2,34 @@
 
 import unicodedata
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute
-from wtforms import BooleanField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, ValidationError
+from wtforms import BooleanField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import (
+    AnyOf,
+    DataRequired,
+    Email,
+    EqualTo,
+    Length,
+    Regexp,
+    ValidationError,
+)
 
 from microblog.auth.models import User, canonical
 from microblog.extensions import db
 from microblog.forms import Form, Printable
+from microblog.i18n import LANGUAGES, Message, _l
 
 # Letters and digits at both ends, so "alice." or "alice_" cannot pass for "alice"; \Z, not $,
 # which would let a trailing newline through.
 USERNAME_RULE = Regexp(
     r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?\Z",
-    message="Use letters, digits, dots, dashes and underscores, starting and ending with a "
-    "letter or digit.",
+    message=_l(
+        "Use letters, digits, dots, dashes and underscores, starting and ending with a "
+        "letter or digit."
+    ),
 )
 # Long enough for any passphrase; short enough that hashing one costs nothing to worry about.
 MAX_PASSWORD_LENGTH = 128
@@ -35,13 +48,13 @@ def strong_password(_form: Form, field: PasswordField) -> None:
     """Refuse short passwords and ones made of a single kind of character."""
     password = field.data or ""
     if len(password) < 8:
-        raise ValidationError("Use at least 8 characters.")
+        raise ValidationError(_("Use at least 8 characters."))
     if password.isalpha() or password.isdigit():
-        raise ValidationError("Mix letters with digits or symbols.")
+        raise ValidationError(_("Mix letters with digits or symbols."))
 
 
-def password_field(label: str, *validators) -> PasswordField:
-    too_long = f"Use at most {MAX_PASSWORD_LENGTH} characters."
+def password_field(label: str | Message, *validators) -> PasswordField:
+    too_long = _l("Use at most %(max)d characters.")
     return PasswordField(
         label,
         validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH, message=too_long), Printable(),
@@ -51,7 +64,7 @@ def password_field(label: str, *validators) -> PasswordField:
 
 def username_field() -> StringField:
     return StringField(
-        "Username",
+        _l("Username"),
         filters=[nfkc],
         validators=[DataRequired(), Length(3, 64), Printable(), USERNAME_RULE],
     )
@@ -66,41 +79,54 @@ def taken(key_column: InstrumentedAttribute, text: str, other_than: int | None =
 
 class LoginForm(Form):
     username = StringField(
-        "Username", filters=[strip], validators=[DataRequired(), Length(max=64), Printable()]
+        _l("Username"), filters=[strip], validators=[DataRequired(), Length(max=64), Printable()]
     )
-    password = password_field("Password")
-    remember_me = BooleanField("Remember me")
-    submit = SubmitField("Sign in")
+    password = password_field(_l("Password"))
+    remember_me = BooleanField(_l("Remember me"))
+    submit = SubmitField(_l("Sign in"))
 
 
 class RegistrationForm(Form):
     username = username_field()
     email = StringField(
-        "Email", filters=[strip], validators=[DataRequired(), Printable(), Length(max=120), Email()]
+        _l("Email"),
+        filters=[strip],
+        validators=[DataRequired(), Printable(), Length(max=120), Email()],
     )
-    password = password_field("Password", strong_password)
+    password = password_field(_l("Password"), strong_password)
     password2 = password_field(
-        "Repeat password", EqualTo("password", message="The passwords do not match.")
+        _l("Repeat password"), EqualTo("password", message=_l("The passwords do not match."))
     )
-    submit = SubmitField("Register")
+    submit = SubmitField(_l("Register"))
 
     def validate_username(self, field: StringField) -> None:
         if not field.errors and taken(User.username_key, field.data):
-            raise ValidationError("That username is taken; please choose another.")
+            raise ValidationError(_("That username is taken; please choose another."))
 
     def validate_email(self, field: StringField) -> None:
         if not field.errors and taken(User.email_key, field.data):
-            raise ValidationError("An account with that email already exists.")
+            raise ValidationError(_("An account with that email already exists."))
 
 
 class PasswordChangeForm(Form):
-    current_password = password_field("Current password")
-    password = password_field("New password", strong_password)
+    current_password = password_field(_l("Current password"))
+    password = password_field(_l("New password"), strong_password)
     password2 = password_field(
-        "Repeat new password", EqualTo("password", message="The passwords do not match.")
+        _l("Repeat new password"), EqualTo("password", message=_l("The passwords do not match."))
     )
-    submit = SubmitField("Change password")
+    submit = SubmitField(_l("Change password"))
 
 
 class SignOutEverywhereForm(Form):
-    submit = SubmitField("Sign out everywhere")
+    submit = SubmitField(_l("Sign out everywhere"))
+
+
+class LanguageForm(Form):
+    language = SelectField(
+        _l("Language"),
+        choices=[SelectChoice("", _l("The browser's language"))]
+        + [SelectChoice(code, name, render_kw={"lang": code}) for code, name in LANGUAGES.items()],
+        validators=[AnyOf(["", *LANGUAGES], message=_l("Choose a language from the list."))],
+        validate_choice=False,  # AnyOf says it in the site's words
+    )
+    submit = SubmitField(_l("Save language"))

@@ -54,6 +54,9 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     # Private messages received since the inbox was last opened (see microblog.messages).
     unread_messages: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The language chosen on the account page (a code of microblog.i18n.LANGUAGES); None: the
+    # browser's. Emails to the user follow it too.
+    language: Mapped[str | None] = mapped_column(String(8))
     # Operators: may see and control everyone's tasks at /admin (``flask users grant-admin``).
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
 

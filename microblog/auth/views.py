@@ -2,6 +2,7 @@
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     redirect,
@@ -9,10 +10,13 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy.exc import IntegrityError
 
+from microblog import i18n
 from microblog.auth.forms import (
+    LanguageForm,
     LoginForm,
     PasswordChangeForm,
     RegistrationForm,
@@ -28,6 +32,8 @@ from microblog.auth.sessions import (
     sign_out,
 )
 from microblog.extensions import db
+from microblog.forms import Form
+from microblog.i18n import LANGUAGES, remember_language
 from microblog.throttle import limit
 from microblog.urls import safe_next
 
@@ -60,11 +66,13 @@ def register():
         except IntegrityError:
             # Someone registered the same name or email between validation and commit.
             db.session.rollback()
-            form.username.errors.append("That username or email was just taken.")
+            form.username.errors.append(_("That username or email was just taken."))
         else:
-            flash("Welcome! You can sign in now.", "success")
+            flash(_("Welcome! You can sign in now."), "success")
             return redirect(url_for("auth.login"))
-    return render_template("auth/register.html", form=form), 400 if form.errors else 200
+    return render_template(
+        "auth/register.html", title=_("Register"), form=form
+    ), 400 if form.errors else 200
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -77,11 +85,13 @@ def login():
     if form.validate_on_submit():
         user = find_user(form.username.data)
         if user is None or not user.check_password(form.password.data):
-            flash("Invalid username or password.", "danger")
-            return render_template("auth/login.html", form=form), 400
+            flash(_("Invalid username or password."), "danger")
+            return render_template("auth/login.html", title=_("Sign in"), form=form), 400
         sign_in(user, remember=form.remember_me.data)
         return redirect(safe_next(request.args.get("next")) or url_for("posts.index"))
-    return render_template("auth/login.html", form=form), 400 if form.errors else 200
+    return render_template(
+        "auth/login.html", title=_("Sign in"), form=form
+    ), 400 if form.errors else 200
 
 
 @bp.route("/logout", methods=["POST"])
@@ -92,7 +102,7 @@ def logout():
     db.session.commit()
     announce_revoked(user_id, closed)
     sign_out()
-    flash("You have been signed out.", "info")
+    flash(_("You have been signed out."), "info")
     return redirect(url_for("posts.index"))
 
 
@@ -104,7 +114,7 @@ def account():
     if form.validate_on_submit():
         user = current_user._get_current_object()
         if not user.check_password(form.current_password.data):
-            form.current_password.errors.append("That is not your current password.")
+            form.current_password.errors.append(_("That is not your current password."))
         else:
             user.set_password(form.password.data)
             close_all_sign_ins(user)
@@ -112,11 +122,41 @@ def account():
             sign_in(user, remember=remembered)
             # Every stream open now is an old sign-in's; the new one's open after this answer.
             announce_password_changed(user.id)
-            flash("Your password is changed; every other device is signed out.", "success")
+            flash(_("Your password is changed; every other device is signed out."), "success")
             return redirect(url_for("auth.account"))
-    return render_template(
-        "auth/account.html", title="Account", form=form, everywhere=SignOutEverywhereForm()
-    ), 400 if form.errors else 200
+    return account_page(form=form), 400 if form.errors else 200
+
+
+def account_page(**forms: Form) -> str:
+    """Render the account page with its forms, ``forms`` as submitted, the others fresh."""
+    forms.setdefault("form", PasswordChangeForm(formdata=None))
+    forms.setdefault("everywhere", SignOutEverywhereForm(formdata=None))
+    forms.setdefault("language", LanguageForm(formdata=None, language=current_user.language or ""))
+    return render_template("auth/account.html", title=_("Account"), **forms)
+
+
+@bp.route("/language", methods=["POST"])
+def language():
+    """Choose the site's language: saved on the account when signed in, else in a cookie."""
+    form = LanguageForm()
+    if not form.validate():
+        if current_user.is_authenticated:
+            return account_page(language=form), 400
+        abort(400, _("Choose a language from the list."))
+    chosen = form.language.data or None
+    if current_user.is_authenticated:
+        current_user.language = chosen
+        db.session.commit()
+    back = safe_next(request.form.get("next")) or url_for(
+        "auth.account" if current_user.is_authenticated else "posts.index"
+    )
+    response = redirect(back, 303)
+    if not current_user.is_authenticated:
+        remember_language(response, chosen)
+    with i18n.language(chosen or i18n.browser_language()):
+        flash(_("The site now speaks %(language)s.", language=LANGUAGES[i18n.current_language()]),
+              "success")  # fmt: skip
+    return response
 
 
 @bp.route("/sign_out_everywhere", methods=["POST"])
@@ -127,5 +167,5 @@ def sign_out_everywhere():
     db.session.commit()
     announce_revoked(user_id)
     sign_out()
-    flash("You have been signed out on every device.", "info")
+    flash(_("You have been signed out on every device."), "info")
     return redirect(url_for("auth.login"))

@@ -5,6 +5,7 @@ import logging
 import smtplib
 
 from flask import current_app, render_template
+from flask_babel import gettext as _
 from flask_mail import Message
 from sqlalchemy import update
 
@@ -12,6 +13,7 @@ from microblog import mailer
 from microblog.auth.models import User
 from microblog.exports.models import Archive, archive_chunks
 from microblog.extensions import db
+from microblog.i18n import language
 from microblog.jobs.attempts import Attempt, hold
 from microblog.models import utcnow
 from microblog.urls import public_url
@@ -19,20 +21,22 @@ from microblog.urls import public_url
 log = logging.getLogger(__name__)
 
 
-def export_email(user: User, archive: Archive) -> Message:
-    """Return the email with the download link, and the JSON attached when small enough."""
+def export_email(user: User, archive: Archive, locale: str | None = None) -> Message:
+    """Return the email with the download link, and the JSON attached when small enough; in
+    the user's language, else ``locale`` (the page's that started the export)."""
     context = {
         "user": user,
         "archive": archive,
         "link": public_url("exports.download", task_id=archive.task_id),
         "attached": archive.json_size <= current_app.config["EXPORT_ATTACHMENT_LIMIT"],
     }
-    message = Message(
-        subject="Your microblog export is ready",
-        recipients=[user.email],
-        body=render_template("exports/email.txt", **context),
-        html=render_template("exports/email.html", **context),
-    )
+    with language(user.language or locale):
+        message = Message(
+            subject=_("Your microblog export is ready"),
+            recipients=[user.email],
+            body=render_template("exports/email.txt", **context),
+            html=render_template("exports/email.html", **context),
+        )
     if context["attached"]:
         message.attach("posts.json", "application/json", read_json(archive.task_id))
     # The same id on every attempt lets mail systems drop a duplicate of a retried send.
@@ -40,8 +44,11 @@ def export_email(user: User, archive: Archive) -> Message:
     return message
 
 
-def deliver_export_email(user: User, archive: Archive, attempt: Attempt) -> None:
-    """Send the export's email unless an earlier attempt may have; commits.
+def deliver_export_email(
+    user: User, archive: Archive, attempt: Attempt, locale: str | None = None
+) -> None:
+    """Send the export's email (see :func:`export_email`) unless an earlier attempt may have;
+    commits.
 
     The archive records "sending" just before the message data goes out and "sent" once the
     relay accepted it, each fenced by ``attempt``. A redelivered attempt that finds "sending"
@@ -54,7 +61,7 @@ def deliver_export_email(user: User, archive: Archive, attempt: Attempt) -> None
         log.warning("task %s: the email may have reached the relay already; not sent again",
                     task_id)  # fmt: skip
         return
-    message = export_email(user, archive)
+    message = export_email(user, archive, locale)
     db.session.commit()  # nothing of the database is held while the relay talks
     try:
         mailer.send(message, before_data=lambda: mark(task_id, attempt, email_sending_at=utcnow()))

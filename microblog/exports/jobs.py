@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import IO
 
 from flask import current_app
+from flask_babel import format_decimal, format_number, ngettext
 from sqlalchemy import delete, insert, select
 
 from microblog.auth.models import User
@@ -11,6 +12,7 @@ from microblog.exports.archive import spooled_file, write_archive
 from microblog.exports.email import deliver_export_email
 from microblog.exports.models import CHUNK_SIZE, Archive, ArchiveChunk
 from microblog.extensions import db
+from microblog.i18n import N_, _l
 from microblog.jobs.attempts import Attempt, hold
 from microblog.jobs.models import Task
 from microblog.jobs.progress import ProgressReporter
@@ -19,13 +21,11 @@ from microblog.jobs.worker.runner import JobError, job
 from microblog.models import utcnow
 
 
-def archive_summary(task: Task) -> str | None:
-    """Describe an export's archive: "12,345 posts · 1.2 MB"."""
-    archive = db.session.get(Archive, task.id)
-    if archive is None:
-        return None
-    posts = f"{archive.post_count:,} {'post' if archive.post_count == 1 else 'posts'}"
-    return f"{posts} · {size(archive.size)}"
+def archive_summary(result: dict) -> str:
+    """Describe an export's archive in the current language: "12,345 posts · 1.2 MB"."""
+    count = result["posts"]
+    posts = ngettext("%(count)s post", "%(count)s posts", count, count=format_number(count))
+    return f"{posts} · {size(result['bytes'])}"
 
 
 def size(count: int) -> str:
@@ -33,24 +33,27 @@ def size(count: int) -> str:
     for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
         if count >= scale:
             value = count / scale
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
-    return f"{count} bytes"
+            shown = format_decimal(value, "0.0" if value < 10 else "#,##0")
+            return f"{shown} {unit}"
+    return ngettext("%(count)s byte", "%(count)s bytes", count, count=format_number(count))
 
 
 @job(
-    description="Exporting your posts",
+    description=_l("Exporting your posts"),
     result_endpoint="exports.download",
-    result_label="Download your archive",
+    result_label=_l("Download your archive"),
     summary=archive_summary,
 )
-def export_posts(task: Task, attempt: Attempt, progress: ProgressReporter) -> None:
-    """Export the user's posts; a redelivered run reuses a stored archive and sent email."""
+def export_posts(task: Task, attempt: Attempt, progress: ProgressReporter) -> dict:
+    """Export the user's posts; a redelivered run reuses a stored archive and sent email.
+    Return the archive's figures for the card's summary."""
     user = db.session.get(User, task.user_id)
     if user is None:
-        raise JobError("Your account no longer exists.")
+        raise JobError(N_("Your account no longer exists."))
     archive = db.session.get(Archive, task.id) or build_and_store(task, user, attempt, progress)
     if archive.emailed_at is None:
-        deliver_export_email(user, archive, attempt)
+        deliver_export_email(user, archive, attempt, task.locale)
+    return {"posts": archive.post_count, "bytes": archive.size}
 
 
 def build_and_store(

@@ -10,6 +10,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from microblog.exports.jobs import export_posts
@@ -27,9 +28,11 @@ def start():
     """Start an export; answer JSON to scripts and redirect browsers without JavaScript."""
     return start_and_answer(
         export_posts,
-        started="Your export has started. We will email you when it is ready.",
-        busy="An export of your posts is already in progress.",
-        unavailable="The export could not start: the job queue is unreachable. Please try again.",
+        started=_("Your export has started. We will email you when it is ready."),
+        busy=_("An export of your posts is already in progress."),
+        unavailable=_(
+            "The export could not start: the job queue is unreachable. Please try again."
+        ),
         back=url_for("posts.user", username=current_user.username),
     )
 

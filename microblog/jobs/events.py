@@ -14,6 +14,7 @@ a few words about it (``summary``). Events travel on the user's live channel
 
 from typing import Any, TypedDict
 
+from microblog.i18n import translated
 from microblog.jobs import registry
 from microblog.jobs.models import Task, TaskStatus
 from microblog.live import channel
@@ -22,7 +23,6 @@ from microblog.urls import site_path
 PROGRESS = "task.progress"  # queued, running (with its progress), or waiting out an outage
 FINISHED = "task.finished"  # reached succeeded, failed or cancelled; sent once per task
 DISMISSED = "task.dismissed"  # its user closed a finished task's card
-TYPES = channel.declare_event_types(PROGRESS, FINISHED, DISMISSED)
 
 
 class TaskEvent(TypedDict):
@@ -31,7 +31,7 @@ class TaskEvent(TypedDict):
 
     task_id: str
     name: str  # the job type
-    description: str  # what the user sees, e.g. "Exporting your posts"
+    description: str  # what the user sees, e.g. "Exporting your posts" (see localized)
     status: str  # a TaskStatus
     attempt: int  # attempts started so far (0 while first queued)
     progress: int  # 0-100
@@ -40,6 +40,7 @@ class TaskEvent(TypedDict):
     error: str | None  # failed: why, for the user; active: the outage it waits out
     url: str | None  # succeeded: the result's path on this site, if the type keeps one
     result_label: str | None  # the text of the link to ``url``, e.g. "Download your archive"
+    result: Any  # succeeded: what the job returned (a little JSON), e.g. {"posts": 12, …}
     summary: str | None  # succeeded: the result in a few words, e.g. "12 posts · 1.2 KB"
     finished_at: str | None  # ISO 8601, UTC
     retry_at: str | None  # waiting out an outage: when the next attempt starts (ISO 8601)
@@ -64,12 +65,37 @@ def task_event(task: Task, **changes: Any) -> TaskEvent:
         error=task.error,
         url=site_path(endpoint, task_id=task.id) if endpoint else None,
         result_label=job_type.result_label if endpoint else None,
-        summary=job_type.summary(task) if succeeded and job_type.summary else None,
+        result=task.result if succeeded else None,
+        summary=None,
         finished_at=task.finished_at.isoformat() if task.finished_at else None,
         retry_at=task.retry_at.isoformat() if task.retry_at else None,
         max_attempts=job_type.max_attempts if job_type else None,
     )
     return amend(event, **changes)
+
+
+def localized(event: TaskEvent) -> TaskEvent:
+    """Return ``event`` for a reader of the current language: its texts, kept as message ids
+    in the row and on the channel, translated, and the result's summary written.
+
+    The stream applies it to every task event it sends (see ``declare_event_types``), the
+    pages to every card they render: whatever language a task was started in, each reader
+    sees it in their own.
+    """
+    job_type = registry.find(event["name"])
+    summary = event["summary"]
+    if event["status"] == TaskStatus.SUCCEEDED and job_type and job_type.summary:
+        summary = job_type.summary(event["result"]) if event["result"] is not None else None
+    return amend(
+        event,
+        description=translated(event["description"]),
+        error=translated(event["error"]),
+        result_label=translated(event["result_label"]),
+        summary=summary,
+    )
+
+
+TYPES = channel.declare_event_types(PROGRESS, FINISHED, DISMISSED, localize=localized)
 
 
 def amend(event: TaskEvent, **changes: Any) -> TaskEvent:

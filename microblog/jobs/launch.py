@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from microblog.extensions import db
+from microblog.i18n import N_, current_language
 from microblog.jobs import events, registry
 from microblog.jobs.ending import end
 from microblog.jobs.models import Task, TaskStatus
@@ -38,7 +39,8 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
     job_type = registry.job_types().get(actor.actor_name)
     if job_type is None:
         raise LookupError(f"{actor.actor_name} is not a job type of this app (JOB_MODULES)")
-    task = Task(user_id=user_id, name=job_type.name, description=job_type.description)
+    task = Task(user_id=user_id, name=job_type.name, description=job_type.description,
+                locale=current_language())  # fmt: skip
     db.session.add(task)
     try:
         db.session.commit()
@@ -56,7 +58,7 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
         end(
             task.id,
             TaskStatus.FAILED,
-            error="The job queue is unreachable right now, so the job could not start.",
+            error=N_("The job queue is unreachable right now, so the job could not start."),
             failure_detail=f"enqueue failed: {type(error).__name__}: {error}",
         )
         raise QueueUnavailable(task.id) from error

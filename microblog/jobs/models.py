@@ -65,7 +65,12 @@ class Task(db.Model):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_task_id)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
+    # A message id (the English source), translated when shown; so are ``error`` and the
+    # result's label and summary (see microblog.i18n).
     description: Mapped[str] = mapped_column(String(200))
+    # The language of the page that started it: what the job writes for its user (an email)
+    # is in it, unless the user has chosen one. None for tasks made before it was recorded.
+    locale: Mapped[str | None] = mapped_column(String(8))
     status: Mapped[TaskStatus] = mapped_column(
         Enum(
             TaskStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
@@ -75,7 +80,7 @@ class Task(db.Model):
     progress: Mapped[int] = mapped_column(default=0)
     done: Mapped[int] = mapped_column(default=0)
     total: Mapped[int | None]
-    error: Mapped[str | None] = mapped_column(Text)  # for the user
+    error: Mapped[str | None] = mapped_column(Text)  # for the user: a message id
     # For operators only, never shown to the user: the exception type and traceback.
     failure_detail: Mapped[str | None] = mapped_column(Text)
     # What a succeeded job returned: a little JSON, e.g. a count (not an archive).

@@ -18,13 +18,10 @@ product's plumbing, not a choice: every app binds every errand its process decla
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import dramatiq
 from flask import Flask, current_app
-
-if TYPE_CHECKING:
-    from microblog.jobs.models import Task
 
 
 @dataclass(frozen=True)
@@ -32,10 +29,11 @@ class JobType:
     """What the machinery knows of one job type."""
 
     actor: dramatiq.Actor  # named after the job's function; takes a task id
-    description: str  # what the user sees on the card, e.g. "Exporting your posts"
+    description: str  # message id of what the user sees on the card: "Exporting your posts"
     result_endpoint: str | None = None  # takes task_id: where a succeeded task's result is
-    result_label: str = "See the result"  # the text of the link to it
-    summary: "Callable[[Task], str | None] | None" = None  # a succeeded task's result in words
+    result_label: str = "See the result"  # message id of the text of the link to it
+    # A succeeded task's result (what its body returned) in a few words, in the current language.
+    summary: "Callable[[Any], str | None] | None" = None
 
     @property
     def name(self) -> str:

@@ -5,11 +5,13 @@ from datetime import timedelta
 
 import dramatiq
 from flask import Blueprint, abort, flash, has_request_context, jsonify, redirect, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from microblog.errors import wants_json
 from microblog.extensions import db
+from microblog.i18n import Message, _l, for_scripts, translated
 from microblog.jobs import control, events
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive, launch
 from microblog.jobs.models import Task, tasks_to_show
@@ -21,8 +23,24 @@ from microblog.urls import safe_next
 bp = Blueprint("jobs", __name__, url_prefix="/tasks")
 
 RECENT = timedelta(hours=1)
-QUEUE_UNAVAILABLE = "The job queue is unreachable. Please try again."
+QUEUE_UNAVAILABLE = _l("The job queue is unreachable. Please try again.")
 _TASK_ID = re.compile(r"[0-9a-f]{32}")  # what new_task_id makes
+
+# The texts of the task cards; the template (_tasks.html) uses the same ones.
+for_scripts({
+    "task.queued": _l("Waiting to start"),
+    "task.succeeded": _l("Done"),
+    "task.failed": _l("Failed"),
+    "task.cancelled": _l("Cancelled"),
+    "task.failed_reason": _l("The job failed."),
+    "task.finished": _l("Finished %(time)s"),
+    "task.waiting": _l("Waiting."),
+    "task.retrying": _l("Trying again at %(time)s (attempt %(attempt)s of %(attempts)s)."),
+    "task.retrying_open": _l("Trying again at %(time)s (attempt %(attempt)s)."),
+    "task.not_started": _l("The job could not start. Please try again."),
+    "unreachable": _l("That did not reach the server. Please try again."),
+    "close": _l("Close"),
+})  # fmt: skip
 
 
 def own_task_or_404(task_id: str) -> Task:
@@ -44,7 +62,7 @@ def task_or_404(task_id: str, user_id: int | None = None) -> Task:
 @login_required
 def show(task_id: str):
     task = own_task_or_404(task_id)
-    return jsonify(events.task_event(task))
+    return jsonify(events.localized(events.task_event(task)))
 
 
 @bp.route("/start/<name>", methods=["POST"])
@@ -52,9 +70,9 @@ def show(task_id: str):
 def start(name: str):
     """Start a job of the signed-in user (any job type of the app's ``JOB_MODULES``)."""
     job_type = job_types().get(name) or abort(404)
-    description = job_type.description
+    job = translated(job_type.description)
     return start_and_answer(
-        job_type.actor, f"{description}: started.", f"{description}: already under way."
+        job_type.actor, _("%(job)s: started.", job=job), _("%(job)s: already under way.", job=job)
     )
 
 
@@ -62,7 +80,7 @@ def start_and_answer(
     actor: dramatiq.Actor,
     started: str,
     busy: str,
-    unavailable: str = QUEUE_UNAVAILABLE,
+    unavailable: str | Message = QUEUE_UNAVAILABLE,
     back: str | None = None,
 ):
     """Start a job of the signed-in user and say how that went (202, 409 or 503)."""
@@ -81,7 +99,7 @@ def cancel(task_id: str):
     return cancel_and_answer(own_task_or_404(task_id))
 
 
-TOO_LATE_TO_CANCEL = "Too late to cancel: the result is already on its way."
+TOO_LATE_TO_CANCEL = _l("Too late to cancel: the result is already on its way.")
 
 
 def cancel_and_answer(task: Task):
@@ -91,8 +109,8 @@ def cancel_and_answer(task: Task):
     except control.TooLateToCancel:
         return answer(task, 409, "warning", TOO_LATE_TO_CANCEL)
     except control.NotCancellable:
-        return answer(task, 409, "warning", "That job has already ended.")
-    return answer(task, 200, "info", f"{task.description}: cancelled.")
+        return answer(task, 409, "warning", _("That job has already ended."))
+    return answer(task, 200, "info", _("%(job)s: cancelled.", job=translated(task.description)))
 
 
 @bp.route("/<task_id>/retry", methods=["POST"])
@@ -106,12 +124,13 @@ def retry_and_answer(task: Task):
     try:
         task = control.retry(task)
     except control.NotRetryable:
-        return answer(task, 409, "warning", "Only a failed or cancelled job can be tried again.")
+        return answer(task, 409, "warning", _("Only a failed or cancelled job can be tried again."))
     except TaskAlreadyActive:
-        return answer(task, 409, "warning", "That job is already running.")
+        return answer(task, 409, "warning", _("That job is already running."))
     except QueueUnavailable:
         return answer(task, 503, "danger", QUEUE_UNAVAILABLE)
-    return answer(task, 202, "info", f"{task.description}: started again.")
+    return answer(task, 202, "info",
+                  _("%(job)s: started again.", job=translated(task.description)))  # fmt: skip
 
 
 @bp.route("/<task_id>/dismiss", methods=["POST"])
@@ -121,15 +140,15 @@ def dismiss(task_id: str):
     try:
         control.dismiss(task)
     except control.NotDismissable:
-        return answer(task, 409, "warning", "That job is still running.")
-    return answer(task, 200, "info", "Closed.")
+        return answer(task, 409, "warning", _("That job is still running."))
+    return answer(task, 200, "info", _("Closed."))
 
 
 def answer(task: Task | None, status: int, level: str, message: str, back: str | None = None):
     """Answer a script with JSON, a browser with a flash and a redirect to where it was (the
     form's ``next``, else ``back``, else the home page)."""
     if wants_json():
-        return {"message": message, "level": level, "task_id": task and task.id}, status
+        return {"message": str(message), "level": level, "task_id": task and task.id}, status
     flash(message, level)
     target = safe_next(request.form.get("next")) or back or url_for("posts.index")
     return redirect(target, 303)
@@ -142,4 +161,4 @@ def inject_tasks() -> dict:
         return {"tasks": []}
     page_stream_url()  # the resume point first: the cards must hold everything before it
     tasks = tasks_to_show(current_user.id, since=utcnow() - RECENT)
-    return {"tasks": [events.task_event(t) for t in tasks]}
+    return {"tasks": [events.localized(events.task_event(t)) for t in tasks]}

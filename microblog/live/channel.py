@@ -19,6 +19,7 @@ on a Redis Cluster those may live on different nodes.
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -47,13 +48,27 @@ return id
 
 
 _event_types: list[str] = []  # every type a publisher declared, in order
+# Per type: turns an event's data, as published, into what a reader of the current language
+# sees (its texts are kept as message ids: see microblog.i18n).
+_localizers: dict[str, Callable[[Any], Any]] = {}
 
 
-def declare_event_types(*types: str) -> tuple[str, ...]:
+def declare_event_types(
+    *types: str, localize: Callable[[Any], Any] | None = None
+) -> tuple[str, ...]:
     """Record the event types a publisher sends on users' channels (the pages' stream listens
-    for exactly these); return them."""
+    for exactly these) and, if its events hold texts to translate, how to ``localize`` one's
+    data for the reader (the stream applies it in the language of the stream's request);
+    return them."""
     _event_types.extend(t for t in types if t not in _event_types)
+    if localize is not None:
+        _localizers.update(dict.fromkeys(types, localize))
     return types
+
+
+def localizer(type: str) -> Callable[[Any], Any] | None:
+    """Return how to localize the data of an event of ``type``, if it has texts to translate."""
+    return _localizers.get(type)
 
 
 def event_types() -> list[str]:

@@ -38,6 +38,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_sse import Message, ServerSentEventsBlueprint
 from sqlalchemy.exc import SQLAlchemyError
@@ -46,11 +47,13 @@ from microblog import metrics
 from microblog.auth.models import User
 from microblog.auth.sessions import admin_revoked, load_user, sign_ins_closed, token_hash
 from microblog.extensions import db
+from microblog.i18n import current_language
 from microblog.live.channel import (
     OPERATORS,
     channel_for,
     event_types,
     latest_id,
+    localizer,
     missed_since,
     redis_client,
 )
@@ -79,6 +82,25 @@ class RenderedMessage(Message):
         if not hasattr(self, "_wire"):
             self._wire = super().__str__()
         return self._wire
+
+
+def for_reader(message: Message) -> str:
+    """Return ``message``'s wire format for the current request's reader: its data localized
+    in the request's language when its type says how (``declare_event_types``), rendered once
+    per language however many streams send it."""
+    localize = localizer(message.type)
+    if localize is None:
+        return str(message)
+    language = current_language()
+    rendered = message.__dict__.setdefault("_by_language", {})
+    if language not in rendered:
+        try:
+            data = localize(message.data)
+        except Exception:  # a malformed event must not end the stream: send it as it came
+            log.exception("could not localize a %s event", message.type)
+            data = message.data
+        rendered[language] = str(Message(data, type=message.type, id=message.id))
+    return rendered[language]
 
 
 class Inbox(queue.Queue):
@@ -322,7 +344,7 @@ def resume_point() -> str | None:
         return None
     match = _EVENT_ID.fullmatch(last_id)
     if not match or any(int(part) >= 2**64 for part in match.groups("0")):
-        abort(400, "Last-Event-ID is not an event id.")
+        abort(400, _("Last-Event-ID is not an event id."))
     return last_id
 
 
@@ -418,7 +440,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
                 return  # Redis is unreachable or the sign-in is gone: the browser retries
             try:
                 for message in self.messages(channel, last_id, inbox, allowed):
-                    yield ": heartbeat\n\n" if message is None else str(message)
+                    yield ": heartbeat\n\n" if message is None else for_reader(message)
             except redis.RedisError as error:
                 log.warning("stream for %s ended: %s", channel, error)
 

@@ -1,6 +1,7 @@
 """Send a private message, read your inbox, and the unread badge on every page."""
 
 from flask import Blueprint, abort, flash, has_request_context, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from microblog.auth.models import find_user
@@ -24,18 +25,18 @@ def sender_key() -> str:
 @limit("MESSAGE_LIMIT_PER_USER", key=sender_key)
 def send_message(recipient: str):
     """Write to another user; only they and you can ever read it."""
-    user = find_user(recipient) or abort(404, "There is no such user.")
+    user = find_user(recipient) or abort(404, _("There is no such user."))
     if user.id == current_user.id:
-        abort(400, "You cannot send a message to yourself.")
+        abort(400, _("You cannot send a message to yourself."))
     form = MessageForm()
     if form.validate_on_submit():
         count = store_message(current_user.id, user.id, form.message.data.strip())
         db.session.commit()
         announce_unread(user.id, count)
-        flash(f"Your message to {user.username} has been sent.", "success")
+        flash(_("Your message to %(user)s has been sent.", user=user.username), "success")
         return redirect(url_for("posts.user", username=user.username))
     return render_template(
-        "messages/send_message.html", title="Send a message", form=form, recipient=user
+        "messages/send_message.html", title=_("Send a message"), form=form, recipient=user
     ), 400 if form.errors else 200
 
 
@@ -49,7 +50,7 @@ def messages():
         db.session.commit()
         announce_unread(current_user.id, 0)  # every other tab's badge drops to zero
     page = page_of_request(Inbox(current_user.id))
-    return render_template("messages/messages.html", title="Messages", page=page)
+    return render_template("messages/messages.html", title=_("Messages"), page=page)
 
 
 @bp.app_context_processor

@@ -5,18 +5,21 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from microblog.auth.forms import password_field, strip, strong_password
 from microblog.forms import Form, Printable
+from microblog.i18n import _l
 
 
 class ResetRequestForm(Form):
     email = StringField(
-        "Email", filters=[strip], validators=[DataRequired(), Printable(), Length(max=120), Email()]
+        _l("Email"),
+        filters=[strip],
+        validators=[DataRequired(), Printable(), Length(max=120), Email()],
     )
-    submit = SubmitField("Send me a link")
+    submit = SubmitField(_l("Send me a link"))
 
 
 class ResetPasswordForm(Form):
-    password = password_field("New password", strong_password)
+    password = password_field(_l("New password"), strong_password)
     password2 = password_field(
-        "Repeat new password", EqualTo("password", message="The passwords do not match.")
+        _l("Repeat new password"), EqualTo("password", message=_l("The passwords do not match."))
     )
-    submit = SubmitField("Set my new password")
+    submit = SubmitField(_l("Set my new password"))

@@ -13,6 +13,7 @@ import logging
 import redis
 from dramatiq.middleware import CurrentMessage
 from flask import current_app, render_template
+from flask_babel import gettext as _
 from flask_mail import Message
 from sqlalchemy import select
 
@@ -20,6 +21,7 @@ from microblog import mailer
 from microblog.auth.models import User, canonical
 from microblog.auth.sessions import password_changed
 from microblog.extensions import db
+from microblog.i18n import current_language, language
 from microblog.jobs.worker.runner import errand
 from microblog.live.channel import redis_client
 from microblog.recovery.tokens import make_token
@@ -52,8 +54,9 @@ class AlreadySent(Exception):
 
 
 @errand()
-def send_password_reset(email: str) -> None:
-    """Email a reset link to the account with this address, if there is one."""
+def send_password_reset(email: str, locale: str | None = None) -> None:
+    """Email a reset link to the account with this address, if there is one: in the account's
+    language, else ``locale`` (the page's where it was asked for)."""
     user = db.session.scalar(select(User).where(User.email_key == canonical(email)))
     if user is None:
         log.info("password reset asked for an address no account has")
@@ -64,29 +67,32 @@ def send_password_reset(email: str) -> None:
         "link": public_url("recovery.reset_password", token=make_token(user)),
         "minutes": minutes,
     }
-    message = Message(
-        subject="Reset your microblog password",
-        recipients=[user.email],
-        body=render_template("recovery/reset_email.txt", **context),
-        html=render_template("recovery/reset_email.html", **context),
-    )
+    with language(user.language or locale):
+        message = Message(
+            subject=_("Reset your microblog password"),
+            recipients=[user.email],
+            body=render_template("recovery/reset_email.txt", **context),
+            html=render_template("recovery/reset_email.html", **context),
+        )
     db.session.commit()  # nothing of the database is held while the relay talks
     send_once(message, f"password reset for user {user.id}")
 
 
 @errand()
-def send_password_changed(user_id: int) -> None:
-    """Tell the user their password was just changed, with the way back if it was not them."""
+def send_password_changed(user_id: int, locale: str | None = None) -> None:
+    """Tell the user their password was just changed, with the way back if it was not them;
+    in their language, else ``locale`` (the page's where it was changed)."""
     user = db.session.get(User, user_id)
     if user is None:
         return
     context = {"user": user, "link": public_url("recovery.reset_password_request")}
-    message = Message(
-        subject="Your microblog password was changed",
-        recipients=[user.email],
-        body=render_template("recovery/changed_email.txt", **context),
-        html=render_template("recovery/changed_email.html", **context),
-    )
+    with language(user.language or locale):
+        message = Message(
+            subject=_("Your microblog password was changed"),
+            recipients=[user.email],
+            body=render_template("recovery/changed_email.txt", **context),
+            html=render_template("recovery/changed_email.html", **context),
+        )
     db.session.commit()
     send_once(message, f"password-changed notice for user {user_id}")
 
@@ -95,6 +101,6 @@ def send_password_changed(user_id: int) -> None:
 def notify_password_changed(_app: object, user_id: int) -> None:
     """Queue the "your password was changed" email; a change never fails for want of it."""
     try:
-        send_password_changed.send(user_id)
+        send_password_changed.send(user_id, current_language())
     except redis.RedisError as error:
         log.warning("user %s: password-changed email not queued: %s", user_id, error)

@@ -8,6 +8,7 @@ operator) makes a new hash with a new salt, so every link made before it stops w
 import hashlib
 
 from flask import current_app
+from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -41,18 +42,18 @@ def read_token(token: str) -> tuple[User, str]:
     :raise InvalidLink: forged, damaged, expired, used, or its account is gone.
     """
     if len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidLink("This link is not a password reset link of this site.")
+        raise InvalidLink(_("This link is not a password reset link of this site."))
     try:
         user_id, print_ = _serializer().loads(
             token, max_age=current_app.config["PASSWORD_RESET_MAX_AGE"]
         )
     except SignatureExpired:
-        raise InvalidLink("This link has expired.") from None
+        raise InvalidLink(_("This link has expired.")) from None
     except (BadSignature, TypeError, ValueError):
-        raise InvalidLink("This link is not a password reset link of this site.") from None
+        raise InvalidLink(_("This link is not a password reset link of this site.")) from None
     if not isinstance(user_id, int) or not isinstance(print_, str):
-        raise InvalidLink("This link is not a password reset link of this site.")
+        raise InvalidLink(_("This link is not a password reset link of this site."))
     user = db.session.scalar(select(User).where(User.id == user_id))
     if user is None or fingerprint(user.password_hash) != print_:
-        raise InvalidLink("This link has been used already, or the password changed since.")
+        raise InvalidLink(_("This link has been used already, or the password changed since."))
     return user, user.password_hash

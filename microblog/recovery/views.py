@@ -4,6 +4,7 @@ import logging
 
 import redis
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import update
 
 from microblog.auth.models import User, canonical, hash_password
@@ -13,6 +14,7 @@ from microblog.auth.sessions import (
     sign_in,
 )
 from microblog.extensions import db
+from microblog.i18n import _l, current_language
 from microblog.recovery.forms import ResetPasswordForm, ResetRequestForm
 from microblog.recovery.mail import send_password_reset
 from microblog.recovery.tokens import InvalidLink, read_token
@@ -22,11 +24,11 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("recovery", __name__, url_prefix="/auth")
 
-LINK_SENT = (
+LINK_SENT = _l(
     "If an account has that address, an email with a link to choose a new password is on its "
-    "way. The link works for {minutes} minutes."
+    "way. The link works for %(minutes)d minutes."
 )
-QUEUE_AWAY = "Sending emails is not possible right now. Please try again in a few minutes."
+QUEUE_AWAY = _l("Sending emails is not possible right now. Please try again in a few minutes.")
 
 
 def address_key() -> str:
@@ -47,19 +49,19 @@ def reset_password_request():
     form = ResetRequestForm()
     if form.validate_on_submit():
         try:
-            send_password_reset.send(form.email.data)
+            send_password_reset.send(form.email.data, current_language())
         except redis.RedisError as error:
             log.warning("password reset not queued, Redis is unreachable: %s", error)
-            flash(QUEUE_AWAY, "danger")
+            flash(str(QUEUE_AWAY), "danger")
             return request_page(form, 503)
-        flash(LINK_SENT.format(minutes=minutes()), "info")
+        flash(LINK_SENT % {"minutes": minutes()}, "info")
         return redirect(url_for("auth.login"))
     return request_page(form, 400 if form.errors else 200)
 
 
 def request_page(form: ResetRequestForm, status: int):
     return render_template(
-        "recovery/request.html", title="Reset your password", form=form, minutes=minutes()
+        "recovery/request.html", title=_("Reset your password"), form=form, minutes=minutes()
     ), status
 
 
@@ -81,14 +83,16 @@ def reset_password(token: str):
         ).rowcount
         if not changed:
             db.session.rollback()
-            return invalid_link("This link has been used already, or the password changed since.")
+            return invalid_link(
+                _("This link has been used already, or the password changed since.")
+            )
         close_all_sign_ins(user)
         sign_in(user, remember=False)  # commits the password with the closed sign-ins
         announce_password_changed(user.id)
-        flash("Your password is changed, and every other device is signed out.", "success")
+        flash(_("Your password is changed, and every other device is signed out."), "success")
         return redirect(url_for("posts.index"))
     return render_template(
-        "recovery/reset.html", title="Choose a new password", form=form, username=user.username
+        "recovery/reset.html", title=_("Choose a new password"), form=form, username=user.username
     ), 400 if form.errors else 200
 
 
@@ -101,5 +105,5 @@ def never_cached(response):
 
 def invalid_link(reason: str):
     return render_template(
-        "recovery/invalid.html", title="Invalid link", reason=reason, minutes=minutes()
+        "recovery/invalid.html", title=_("Invalid link"), reason=reason, minutes=minutes()
     ), 400

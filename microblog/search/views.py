@@ -1,6 +1,7 @@
 """The search page: people whose name matches, then the posts that hold the words."""
 
 from flask import Blueprint, current_app, render_template, request
+from flask_babel import gettext as _
 from flask_login import login_required
 
 from microblog.posts.models import Page
@@ -16,8 +17,8 @@ bp = Blueprint("search", __name__)
 def search():
     text = request.args.get("q", "").strip()
     if len(text) > MAX_QUERY_LENGTH:
-        error = f"Keep searches to {MAX_QUERY_LENGTH} characters."
-        return render_template("search/search.html", title="Search", q=text, error=error), 400
+        error = _("Keep searches to %(max)d characters.", max=MAX_QUERY_LENGTH)
+        return render_template("search/search.html", title=_("Search"), q=text, error=error), 400
     query = parse(text)
     page = Page([], None, None)
     try:
@@ -27,11 +28,11 @@ def search():
                 page = page_of_request(matches)
             found_people = people(text) if text else []
     except SearchTooLong:
-        error = "This search took too long: try rarer words, or fewer of them."
-        return render_template("search/search.html", title="Search", q=text, error=error), 400
+        error = _("This search took too long: try rarer words, or fewer of them.")
+        return render_template("search/search.html", title=_("Search"), q=text, error=error), 400
     return render_template(
         "search/search.html",
-        title=f"Search: {text}" if text else "Search",
+        title=_("Search: %(query)s", query=text) if text else _("Search"),
         q=text,
         people=found_people,
         page=page,

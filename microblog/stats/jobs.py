@@ -10,6 +10,9 @@ Retries, time limit, cancellation, the live card and the final event come from t
 import re
 from collections import Counter
 
+from flask_babel import format_number, gettext, ngettext
+
+from microblog.i18n import _l
 from microblog.jobs.attempts import Attempt
 from microblog.jobs.models import Task
 from microblog.jobs.progress import ProgressReporter
@@ -19,14 +22,20 @@ from microblog.posts.models import count_posts, post_rows
 WORD = re.compile(r"\w+(?:['’]\w+)*")  # letters and digits of any script; "don't" is one
 
 
-def describe(task: Task) -> str:
-    """Say what the count found: "1,234 posts · 56,789 words · most used: hello"."""
-    result = task.result
-    line = f"{result['posts']:,} posts · {result['words']:,} words"
-    return line + (f" · most used: {result['top'][0][0]}" if result["top"] else "")
+def describe(result: dict) -> str:
+    """Say what the count found, in the current language:
+    "1,234 posts · 56,789 words · most used: hello"."""
+    posts, words = result["posts"], result["words"]
+    line = " · ".join((
+        ngettext("%(count)s post", "%(count)s posts", posts, count=format_number(posts)),
+        ngettext("%(count)s word", "%(count)s words", words, count=format_number(words)),
+    ))  # fmt: skip
+    if result["top"]:
+        line += " · " + gettext("most used: %(word)s", word=result["top"][0][0])
+    return line
 
 
-@job(description="Counting your words", summary=describe, time_limit=5 * 60_000)
+@job(description=_l("Counting your words"), summary=describe, time_limit=5 * 60_000)
 def count_words(task: Task, attempt: Attempt, progress: ProgressReporter) -> dict:
     """Count the words of the user's posts, and the ten most used."""
     progress.start(count_posts(task.user_id))

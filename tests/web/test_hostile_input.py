@@ -7,6 +7,7 @@ end (Hypothesis) throw generated values, bodies and URL segments at every form a
 import io
 import json
 import os
+import re
 from urllib.parse import quote
 
 import pytest
@@ -53,8 +54,9 @@ FORMS = {
     "/auth/account": ("current_password", "password", "password2"),
     "/auth/reset_password_request": ("email",),
     "/send_message/bob": ("message",),
+    "/auth/language": ("language",),
 }
-SIGNED_IN_FORMS = ("/", "/edit_profile", "/auth/account", "/send_message/bob")
+SIGNED_IN_FORMS = ("/", "/edit_profile", "/auth/account", "/send_message/bob", "/auth/language")
 
 
 @pytest.fixture
@@ -87,7 +89,12 @@ def snapshot(app: Flask) -> tuple:
         )
         users = db.session.execute(
             select(
-                User.id, User.username, User.about_me, User.password_hash, User.unread_messages
+                User.id,
+                User.username,
+                User.about_me,
+                User.password_hash,
+                User.unread_messages,
+                User.language,
             ).order_by(User.id)  # fmt: skip
         ).all()
         db.session.remove()
@@ -180,7 +187,7 @@ def given_fuzz(*strategies, **kwargs):
 BODIES = st.one_of(
     st.fixed_dictionaries({}, optional={f: TEXT for f in ("username", "email", "password",
                            "password2", "post", "about_me", "current_password", "remember_me",
-                           "message")}
+                           "message", "language")}
                           ).map(lambda form: {"data": form}),
     JSON_VALUES.map(lambda value: {"data": json.dumps(value), "content_type": "application/json"}),
     st.binary(max_size=300).map(lambda raw: {"data": raw, "content_type": "text/plain"}),
@@ -317,3 +324,37 @@ def test_no_search_is_a_server_error_and_long_ones_are_400(alice, q, before):
     else:
         assert response.status_code in (200, 404), page[:500]  # 404: a cursor naming nothing
         assert response.status_code == 200 or before is not None
+
+
+# What browsers send in Accept-Language, and what they never would: any Latin-1 text (what a
+# header can carry), tags with odd weights, and headers far longer than any browser's.
+LANGUAGE_TAGS = st.sampled_from(["es", "en", "es-ES", "EN-us", "de", "*", "x-klingon", "zz", ""])
+ACCEPT_LANGUAGE = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=300),
+    st.lists(
+        st.tuples(LANGUAGE_TAGS, st.sampled_from(["", ";q=0.5", ";q=0", ";q=1.5", ";q=-1",
+                                                  ";q=abc", ";q=", ";"])),
+        max_size=30,
+    ).map(lambda tags: ",".join(tag + weight for tag, weight in tags)),
+    st.integers(1_000, 6_000).map(lambda n: ("es;q=0.9," * n)[:n]),
+)  # fmt: skip
+LANGUAGE_PAGES = st.sampled_from(["/", "/explore", "/user/alice", "/messages", "/search?q=x",
+                                  "/auth/login", "/auth/account", "/nowhere"])  # fmt: skip
+
+
+@given_fuzz(path=LANGUAGE_PAGES, header=ACCEPT_LANGUAGE, cookie=st.none() | TEXT.map(
+    lambda text: quote(text, safe="")), signed_in=st.booleans())  # fmt: skip
+def test_no_language_header_or_cookie_is_a_server_error(app, alice, path, header, cookie,
+                                                        signed_in):  # fmt: skip
+    # Given a signed-in or anonymous visitor whose browser sends any Accept-Language, and any
+    # value in the language cookie
+    client = alice if signed_in else app.test_client()
+    if cookie is not None:
+        client.set_cookie("language", cookie)
+    # When a page is asked for
+    response = client.get(path, headers={"Accept-Language": header})
+    client.delete_cookie("language")
+    # Then it is answered in a language the site speaks, never with a 500
+    assert response.status_code < 500, response.get_data(as_text=True)[:500]
+    lang = re.search(r'<html lang="(\w+)"', response.get_data(as_text=True))
+    assert lang is None or lang.group(1) in ("en", "es")

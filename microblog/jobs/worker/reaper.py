@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 
 from microblog.database import discard_session
 from microblog.extensions import db
+from microblog.i18n import N_
 from microblog.jobs import registry
 from microblog.jobs.ending import end
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
@@ -30,7 +31,7 @@ from microblog.outages import is_outage
 
 log = logging.getLogger(__name__)
 
-LOST_REASON = "The job was lost before it could finish. Please start it again."
+LOST_REASON = N_("The job was lost before it could finish. Please start it again.")
 
 
 def _queue_and_retries(name: str) -> tuple[str, int]:

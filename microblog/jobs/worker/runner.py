@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from microblog import metrics
 from microblog.database import discard_session
 from microblog.extensions import db
+from microblog.i18n import N_, Message, _l, msgid
 from microblog.jobs import events, registry
 from microblog.jobs.attempts import Attempt, AttemptSuperseded, hold, start_attempt
 from microblog.jobs.ending import end
@@ -55,20 +56,22 @@ log = logging.getLogger(__name__)
 
 # A job's body: it may return a little JSON (a dict, a list…), kept as the task's result.
 JobBody = Callable[[Task, Attempt, ProgressReporter], object]
-CRASHED_TOO_OFTEN = "The job stopped unexpectedly too many times; please try again later."
-UNKNOWN_JOB_TYPE = (
+SEE_THE_RESULT = _l("See the result")  # a result link's text, unless the type says
+CRASHED_TOO_OFTEN = N_("The job stopped unexpectedly too many times; please try again later.")
+UNKNOWN_JOB_TYPE = N_(
     "This kind of job cannot run right now (an update is under way). "
     "Please try again in a few minutes."
 )
 
 
 class JobError(Exception):
-    """A failure that retrying cannot fix; its message is shown to the user."""
+    """A failure that retrying cannot fix; its message, a message id (``N_("…")``), is shown
+    to the user in their language."""
 
 
 def job(
     *,
-    description: str,
+    description: str | Message,
     queue_name: str = "default",
     max_retries: int = 12,
     min_backoff: int = 2_000,
@@ -76,23 +79,25 @@ def job(
     time_limit: int = 15 * 60_000,
     crash_allowance: int = 2,
     result_endpoint: str | None = None,
-    result_label: str = "See the result",
-    summary: Callable[[Task], str | None] | None = None,
+    result_label: str | Message = SEE_THE_RESULT,
+    summary: Callable[[Any], str | None] | None = None,
 ) -> Callable[[JobBody], dramatiq.Actor]:
     """Make ``body`` a job type; its actor is named after the function.
 
     The type exists for an app only if its module is one of the app's ``JOB_MODULES``.
 
-    :param description: what the user sees, e.g. "Exporting your posts".
+    :param description: what the user sees, e.g. ``_l("Exporting your posts")``: stored as
+        its message id and translated whenever a card shows it (see :mod:`microblog.i18n`).
     :param max_retries: retries after a dependency's outage, the delay doubling from
         ``min_backoff`` up to ``max_backoff`` milliseconds (the defaults wait about eight
         minutes in all).
     :param crash_allowance: extra attempts for runs that killed their worker (the broker
         redelivers those without limit); past that the task fails.
     :param result_endpoint: endpoint taking ``task_id`` where a finished task's result lives.
-    :param result_label: the text of the card's link to it, e.g. "Download your archive".
-    :param summary: ``summary(task)`` describes a succeeded task's result in a few words for
-        its card, e.g. "12,345 posts · 1.2 MB".
+    :param result_label: the text of the card's link to it, e.g. ``_l("Download your archive")``.
+    :param summary: ``summary(result)`` describes a succeeded task's result (what ``body``
+        returned) in a few words for its card, in the current language, e.g.
+        "12,345 posts · 1.2 MB"; it runs when the card is shown, in the reader's language.
     """
 
     def decorate(body: JobBody) -> dramatiq.Actor:
@@ -104,7 +109,8 @@ def job(
         actor = declare_actor(perform, body, queue_name, max_retries=max_retries,
                               min_backoff=min_backoff, max_backoff=max_backoff,
                               time_limit=time_limit)  # fmt: skip
-        registry.declare(JobType(actor, description, result_endpoint, result_label, summary))
+        registry.declare(JobType(actor, msgid(description), result_endpoint, msgid(result_label),
+                                 summary))  # fmt: skip
         return actor
 
     return decorate
@@ -226,7 +232,7 @@ def run_body(task: Task, attempt: Attempt, body: JobBody, card: TaskEvent) -> No
     except TimeLimitExceeded:
         discard_session()
         # Another attempt would most likely run out of time again: the user decides.
-        finish(attempt, error="The job took too long and was stopped. Please try again later.")
+        finish(attempt, error=N_("The job took too long and was stopped. Please try again later."))
     except Exception as error:
         discard_session()  # its connection may be dead: never trusted to roll back
         if not is_outage(error):
@@ -288,10 +294,10 @@ def retry_delay_ms() -> int:
 def waiting_reason(error: BaseException) -> str:
     """Say in the user's words which dependency the task waits for."""
     if isinstance(error, smtplib.SMTPException | OSError):
-        return "The mail server is unreachable."
+        return N_("The mail server is unreachable.")
     if isinstance(error, redis.RedisError):
-        return "The job queue is unreachable."
-    return "The database is unavailable."
+        return N_("The job queue is unreachable.")
+    return N_("The database is unavailable.")
 
 
 def finish_or_leave(attempt: Attempt, error: str) -> None:
@@ -336,12 +342,12 @@ def is_last_attempt() -> bool:
 def user_safe_reason(error: BaseException) -> str:
     """Say what went wrong in words for the user, without internals."""
     if isinstance(error, smtplib.SMTPException | OSError):
-        return "The email could not be sent: the mail server did not answer. Please try again."
+        return N_("The email could not be sent: the mail server did not answer. Please try again.")
     if isinstance(error, redis.RedisError):
-        return "The job queue was unreachable. Please try again later."
+        return N_("The job queue was unreachable. Please try again later.")
     if isinstance(error, SQLAlchemyError):
-        return "The database was unavailable. Please try again later."
-    return "An unexpected error stopped the job. Please try again later."
+        return N_("The database was unavailable. Please try again later.")
+    return N_("An unexpected error stopped the job. Please try again later.")
 
 
 class UnknownJobTypes(Middleware):

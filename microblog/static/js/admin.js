@@ -15,7 +15,9 @@
   function showProgress(row, progress) {
     const bar = row.querySelector(".progress");
     bar.setAttribute("aria-valuenow", String(progress));
-    bar.querySelector(".progress-bar").style.width = `${progress}%`;
+    const fill = bar.querySelector(".progress-bar");
+    for (const name of [...fill.classList]) if (name.startsWith("pct-")) fill.classList.remove(name);
+    fill.classList.add(`pct-${Math.max(0, Math.min(100, Math.round(progress)))}`);
   }
 
   function render(task) {
@@ -27,15 +29,16 @@
     row.dataset.status = task.status;
     const badge = row.querySelector(".task-status");
     badge.className = `badge task-status ${BADGE[task.status] || "text-bg-secondary"}`;
-    badge.textContent = task.status;
+    badge.textContent = pageString(`status.${task.status}`);
     showProgress(row, task.progress);
     const fill = row.querySelector(".progress-bar");
     fill.classList.toggle("bg-success", task.status === "succeeded");
     fill.classList.toggle("bg-danger", task.status === "failed");
     fill.classList.toggle("bg-secondary", task.status === "cancelled");
-    const count = (n) => Number(n).toLocaleString("en");
+    const count = (n) => Number(n).toLocaleString(document.documentElement.lang || undefined);
+    const ofTotal = { done: count(task.done), total: count(task.total) };
     row.querySelector(".task-progress-text").textContent = task.total
-      ? `${task.progress}% · ${count(task.done)} of ${count(task.total)}`
+      ? `${task.progress}% · ${pageString("admin.done_of_total", ofTotal)}`
       : `${task.progress}%`;
     row.querySelector(".task-attempts").textContent = String(task.attempt);
     row.querySelector(".task-error").textContent = task.error || "";
@@ -44,10 +47,6 @@
   }
 
   if (!table) return;
-  // Widths come from data, not inline styles, which the CSP refuses.
-  for (const row of table.querySelectorAll("tr[data-task-id]")) {
-    showProgress(row, row.querySelector(".progress").getAttribute("aria-valuenow"));
-  }
   const url = table.dataset.streamUrl;
   if (url && window.EventSource) {
     const source = new EventSource(url);

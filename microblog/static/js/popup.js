@@ -33,7 +33,7 @@
     card = document.createElement("div");
     card.className = "user-popup card shadow p-3";
     card.setAttribute("role", "dialog");
-    card.setAttribute("aria-label", `About ${decodeURIComponent(name)}`);
+    card.setAttribute("aria-label", pageString("popup.about", { name: decodeURIComponent(name) }));
     card.innerHTML = await response.text(); // the server's own escaped fragment
     card.addEventListener("mouseenter", () => clearTimeout(closeTimer));
     card.addEventListener("mouseleave", scheduleClose);

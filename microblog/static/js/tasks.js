@@ -6,12 +6,7 @@
   const section = document.getElementById("tasks");
   const template = document.getElementById("task-template");
   const REMOVE_FINISHED_AFTER_MS = 5 * 60 * 1000;
-  const STATE_TEXT = {
-    queued: "Waiting to start",
-    succeeded: "Done",
-    failed: "Failed",
-    cancelled: "Cancelled",
-  };
+  const STATE_TEXT = ["queued", "succeeded", "failed", "cancelled"];
   const FINAL = ["succeeded", "failed", "cancelled"];
 
   function cardFor(task) {
@@ -38,12 +33,14 @@
     card.dataset.status = task.status;
     card.dataset.name = task.name;
     card.querySelector(".task-description").textContent = task.description;
-    card.querySelector(".task-state").textContent = STATE_TEXT[task.status] || `${progress}%`;
+    card.querySelector(".task-state").textContent = STATE_TEXT.includes(task.status)
+      ? pageString(`task.${task.status}`)
+      : `${progress}%`;
     const bar = card.querySelector(".progress");
     bar.setAttribute("aria-valuenow", String(progress));
     bar.setAttribute("aria-label", task.description);
     const fill = card.querySelector(".progress-bar");
-    fill.style.width = `${progress}%`;
+    setWidth(fill, progress);
     fill.classList.toggle("progress-bar-striped", !final);
     fill.classList.toggle("progress-bar-animated", !final);
     fill.classList.toggle("bg-success", task.status === "succeeded");
@@ -58,13 +55,20 @@
     updateStartButton(task, final);
   }
 
+  // A bar's width is a class (pct-0 … pct-100), as the server renders it for pages without
+  // scripts: the CSP refuses inline styles.
+  function setWidth(fill, progress) {
+    for (const name of [...fill.classList]) if (name.startsWith("pct-")) fill.classList.remove(name);
+    fill.classList.add(`pct-${Math.max(0, Math.min(100, Math.round(progress)))}`);
+  }
+
   function renderFinished(line, task) {
     line.replaceChildren();
     if (!task.finished_at) return;
     const time = document.createElement("time");
     time.dateTime = task.finished_at;
     time.textContent = `${task.finished_at.slice(0, 16).replace("T", " ")} UTC`;
-    line.append("Finished ", time);
+    line.append(...pageText("task.finished", { time }));
     if (task.summary) {
       const summary = document.createElement("span");
       summary.className = "task-summary";
@@ -84,7 +88,7 @@
     } else if (task.status === "failed") {
       const error = document.createElement("span");
       error.className = "text-danger task-error";
-      error.textContent = task.error || "The job failed.";
+      error.textContent = task.error || pageString("task.failed_reason");
       result.append(error);
     } else if (task.retry_at && !FINAL.includes(task.status)) {
       result.append(waitingNote(task));
@@ -92,7 +96,7 @@
   }
 
   // "The mail server is unreachable. Trying again at 14:32 (attempt 3 of 13).": times.js
-  // puts the time in the reader's own clock.
+  // puts the time in the reader's own clock and language.
   function waitingNote(task) {
     const note = document.createElement("span");
     note.className = "text-warning-emphasis task-waiting";
@@ -100,9 +104,11 @@
     time.dateTime = task.retry_at;
     time.dataset.style = "clock";
     time.textContent = `${task.retry_at.slice(11, 16)} UTC`;
-    const of = task.max_attempts ? ` of ${task.max_attempts}` : "";
-    note.append(`${task.error || "Waiting."} Trying again at `, time,
-                ` (attempt ${task.attempt + 1}${of}).`);
+    const attempt = String(task.attempt + 1);
+    const retrying = task.max_attempts
+      ? pageText("task.retrying", { time, attempt, attempts: String(task.max_attempts) })
+      : pageText("task.retrying_open", { time, attempt });
+    note.append(task.error || pageString("task.waiting"), " ", ...retrying);
     return note;
   }
 
@@ -131,7 +137,7 @@
     close.type = "button";
     close.className = "btn-close";
     close.dataset.bsDismiss = "alert";
-    close.setAttribute("aria-label", "Close");
+    close.setAttribute("aria-label", pageString("close"));
     alert.append(close);
     flashes.replaceChildren(alert);
   }
@@ -156,7 +162,7 @@
         if (!response.ok && response.status !== 409) button.disabled = false;
       })
       .catch(() => {
-        showFlash("The job could not start. Please try again.", "danger");
+        showFlash(pageString("task.not_started"), "danger");
         button.disabled = false;
       });
   }
@@ -174,15 +180,10 @@
         // A closed card goes; after "Try again" the new task arrives as a card of its own.
         if (response.ok && (action === "retry" || action === "dismiss")) card.remove();
       })
-      .catch(() => showFlash("That did not reach the server. Please try again.", "danger"))
+      .catch(() => showFlash(pageString("unreachable"), "danger"))
       .finally(() => {
         form.querySelector("button").disabled = false;
       });
-  }
-
-  // The page carries each bar's progress as data, not as an inline style the CSP would refuse.
-  for (const bar of document.querySelectorAll("#tasks .progress")) {
-    bar.querySelector(".progress-bar").style.width = `${bar.getAttribute("aria-valuenow")}%`;
   }
 
   for (const action of document.querySelectorAll("#tasks .task form")) {

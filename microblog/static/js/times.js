@@ -1,4 +1,4 @@
-// Every <time datetime="…"> in the reader's own timezone and language: "3 minutes ago" for
+// Every <time datetime="…"> in the reader's own timezone and the page's language: "3 minutes ago" for
 // recent times, the full local date and time for older ones and on hover. The UTC text the
 // server wrote stays for readers without JavaScript. <time data-style="clock"> shows the local
 // clock time only ("Trying again at 14:32"). Times added later (task cards updated live) are
@@ -9,9 +9,10 @@
   const RECENT_MS = 7 * 24 * 3600 * 1000;
   const REFRESH_MS = 30 * 1000;
   const STEPS = [["second", 60], ["minute", 60], ["hour", 24], ["day", 7]];
-  const full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-  const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
-  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const lang = document.documentElement.lang || undefined; // the page's, not the browser's
+  const full = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
+  const clock = new Intl.DateTimeFormat(lang, { timeStyle: "short" });
+  const relative = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
 
   function parse(text) {
     // Python writes microseconds; not every engine reads more than milliseconds.
