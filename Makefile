@@ -24,7 +24,12 @@ $(VENV)/.installed-dev: requirements.txt requirements-local.txt requirements-dev
 run: $(VENV)/.installed-local translations
 	$(BIN)/python -m devkit.run
 
-test: system-packages lint translations
+# axe-core, which the accessibility test injects into every page (npm's lock pins it).
+AXE := tests/web/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/web/axe/package-lock.json
+	npm ci --prefix tests/web/axe --no-audit --no-fund --loglevel=error
+
+test: system-packages lint translations $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The compiled catalogs (.mo) are build output, made from the committed .po files.

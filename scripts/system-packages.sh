@@ -1,7 +1,8 @@
 #!/bin/sh
 # Make sure the system programs the tests start are installed: redis-server, chromium,
-# PostgreSQL, nginx (the compose file's proxy configuration is run for real), and podman
-# with debootstrap (the image is built and run for real). As root on Debian or Ubuntu they
+# PostgreSQL, nginx (the compose file's proxy configuration is run for real), podman with
+# debootstrap (the image is built and run for real), and npm (for axe-core, which checks
+# every page's accessibility). As root on Debian or Ubuntu they
 # are installed with apt-get; otherwise this stops with the exact command to run.
 set -eu
 
@@ -15,6 +16,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing 
 # The image is built with podman, on a stand-in base from debootstrap when no registry answers.
 command -v podman >/dev/null 2>&1 || missing="$missing podman buildah fuse-overlayfs slirp4netns uidmap"
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 
 [ -z "$missing" ] && exit 0
 

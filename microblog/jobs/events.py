@@ -14,7 +14,7 @@ a few words about it (``summary``). Events travel on the user's live channel
 
 from typing import Any, TypedDict
 
-from microblog.i18n import translated
+from microblog.i18n import language, translated
 from microblog.jobs import registry
 from microblog.jobs.models import Task, TaskStatus
 from microblog.live import channel
@@ -66,12 +66,21 @@ def task_event(task: Task, **changes: Any) -> TaskEvent:
         url=site_path(endpoint, task_id=task.id) if endpoint else None,
         result_label=job_type.result_label if endpoint else None,
         result=task.result if succeeded else None,
-        summary=None,
+        summary=english_summary(job_type, task.result) if succeeded else None,
         finished_at=task.finished_at.isoformat() if task.finished_at else None,
         retry_at=task.retry_at.isoformat() if task.retry_at else None,
         max_attempts=job_type.max_attempts if job_type else None,
     )
     return amend(event, **changes)
+
+
+def english_summary(job_type: registry.JobType, result: Any) -> str | None:
+    """Return the summary of a result in English, the language of every text as published
+    (each reader's copy is :func:`localized`)."""
+    if job_type.summary is None or result is None:
+        return None
+    with language(None):
+        return job_type.summary(result)
 
 
 def localized(event: TaskEvent) -> TaskEvent:

@@ -312,8 +312,17 @@ def test_spanish_pages_have_no_english_left(app, client, auth, make_user, runner
     set_task(app, failed, status="failed", finished_at=utcnow(), error=reason,
              created_at=utcnow() - timedelta(hours=2))  # fmt: skip
     export = make_task(app, user_id)
-    set_task(app, export, status="running", progress=40, done=4, total=10, attempts=2,
-             error="The mail server is unreachable.", retry_at=utcnow() + timedelta(minutes=3))
+    set_task(
+        app,
+        export,
+        status="running",
+        progress=40,
+        done=4,
+        total=10,
+        attempts=2,
+        error="The mail server is unreachable.",
+        retry_at=utcnow() + timedelta(minutes=3),
+    )
     # When every page she can open is rendered
     pages = [
         "/",

@@ -1,14 +1,11 @@
 """A real browser (Debian's chromium, driven by Playwright) watches an export move live."""
 
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import update
 
 from microblog.auth.models import User
@@ -18,68 +15,11 @@ from microblog.jobs.launch import launch
 from microblog.jobs.models import Task
 from microblog.jobs.recording import Recording
 from tests.support import ROOT
+from tests.support.browser import screenshot, sign_in, watch_csp
 from tests.support.data import insert_posts
 from tests.support.servers import running_worker
-from tests.support.web import PASSWORD
 
-ARTIFACTS = ROOT / "test-artifacts"
 POSTS = 150_000  # enough for the export to take a few seconds
-
-
-def chromium_path() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("chromium is not installed: apt-get install chromium (the test command does)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path(),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def worker_process(live_env, tmp_path):
-    with running_worker(live_env, tmp_path / "worker.log") as process:
-        yield process
-
-
-@pytest.fixture
-def page(browser, gunicorn_server):
-    context = browser.new_context(base_url=gunicorn_server)
-    page = watch_csp(context.new_page())
-    yield page
-    context.close()
-
-
-def watch_csp(page):
-    """Collect in ``page.refused_by_csp`` what the Content-Security-Policy refuses."""
-    page.refused_by_csp = []
-    page.on(
-        "console",
-        lambda message: (
-            "Content Security Policy" in message.text and page.refused_by_csp.append(message.text)
-        ),
-    )
-    return page
-
-
-def sign_in(page, username: str) -> None:
-    page.goto("/auth/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    page.wait_for_url("**/")
 
 
 def watch_task_bar(page) -> None:
@@ -96,13 +36,6 @@ def watch_task_bar(page) -> None:
 
 def bar_value(page) -> int:
     return int(page.locator("#tasks .progress").first.get_attribute("aria-valuenow"))
-
-
-def screenshot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def test_export_progress_moves_live_and_survives_a_reload(page, live_user, worker_process):
