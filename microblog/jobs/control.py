@@ -49,7 +49,8 @@ def cancel(task: Task) -> None:
 
 
 def retry(task: Task) -> Task:
-    """Start the same job again for the same user, as a new task; return it.
+    """Start the same job again for the same user, as a new task in the same language (an
+    operator's retry emails the user in theirs); return it.
 
     :raise NotRetryable: the task is active or succeeded, or its job type is gone.
     :raise TaskAlreadyActive, QueueUnavailable: as :func:`microblog.jobs.launch.launch`.
@@ -59,7 +60,7 @@ def retry(task: Task) -> Task:
     job_type = registry.job_types().get(task.name)
     if job_type is None:  # a job type this version no longer has
         raise NotRetryable(task.id)
-    return launch(job_type.actor, task.user_id)
+    return launch(job_type.actor, task.user_id, task.locale)  # whoever retries it
 
 
 def dismiss(task: Task) -> None:

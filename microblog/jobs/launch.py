@@ -25,12 +25,13 @@ class QueueUnavailable(Exception):
     """The broker could not be reached; the task was marked failed."""
 
 
-def launch(actor: dramatiq.Actor, user_id: int) -> Task:
+def launch(actor: dramatiq.Actor, user_id: int, locale: str | None = None) -> Task:
     """Create a task for ``user_id`` and enqueue ``actor`` with its id. Commits.
 
     The row is committed before the message is sent, so a fast worker always finds it. The
     message's id is the task's id, which lets the reaper ask the broker whether a task is
-    still backed by a live message.
+    still backed by a live message. ``locale`` is the language of what the job writes for its
+    user (see ``Task.locale``): by default the current request's.
 
     :raise TaskAlreadyActive: a task of this type is queued or running for the user
         (enforced by a partial unique index, so concurrent requests cannot both win).
@@ -40,7 +41,7 @@ def launch(actor: dramatiq.Actor, user_id: int) -> Task:
     if job_type is None:
         raise LookupError(f"{actor.actor_name} is not a job type of this app (JOB_MODULES)")
     task = Task(user_id=user_id, name=job_type.name, description=job_type.description,
-                locale=current_language())  # fmt: skip
+                locale=locale or current_language())  # fmt: skip
     db.session.add(task)
     try:
         db.session.commit()
