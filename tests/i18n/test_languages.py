@@ -27,6 +27,7 @@ from microblog.live.stream import for_reader
 from microblog.models import utcnow
 from microblog.stats.jobs import describe
 from tests.support.data import make_task
+from tests.support.web import ANONYMOUS_PAGES, SIGNED_IN_PAGES
 
 SPANISH = {"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
 ENGLISH = {"Accept-Language": "en-US,en;q=0.9"}
@@ -324,30 +325,12 @@ def test_spanish_pages_have_no_english_left(app, client, auth, make_user, runner
         retry_at=utcnow() + timedelta(minutes=3),
     )
     # When every page she can open is rendered
-    pages = [
-        "/",
-        "/explore",
-        "/user/alice",
-        "/user/bob",
-        "/user/alice/followers",
-        "/user/alice/following",
-        "/messages",
-        "/send_message/bob",
-        "/search?q=hola",
-        "/search?q=" + "x" * 201,
-        "/edit_profile",
-        "/auth/account",
-        "/admin/tasks",
-        "/admin/tasks?status=failed&older_than=bad",
-        "/user/bob/popup",
-        "/nowhere",
-    ]
-    anonymous = ["/auth/login", "/auth/register", "/auth/reset_password_request",
-                 "/auth/reset_password/not-a-token", "/explore"]  # fmt: skip
+    pages = [path.format(me="alice", other="bob") for path in SIGNED_IN_PAGES]
+    pages.append("/user/bob/popup")
     shown = {path: client.get(path) for path in pages}
     visitor = app.test_client()
     shown |= {f"anonymous {p}": visitor.get(p, headers=SPANISH, follow_redirects=True)
-              for p in anonymous}  # fmt: skip
+              for p in ANONYMOUS_PAGES}  # fmt: skip
     # Then none shows a word of the English interface
     english = {}
     for path, response in shown.items():

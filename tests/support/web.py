@@ -7,6 +7,27 @@ from flask.testing import FlaskClient
 
 PASSWORD = "correct-horse-9"
 JSON = {"Accept": "application/json"}  # what scripts send: answers come as JSON
+# Every page a signed-in operator can open ({me} and {other} are usernames), and every page
+# of an anonymous visitor: the pages the language and accessibility checks go through.
+SIGNED_IN_PAGES = [
+    "/",
+    "/explore",
+    "/user/{me}",
+    "/user/{other}",
+    "/user/{me}/followers",
+    "/user/{me}/following",
+    "/messages",
+    "/send_message/{other}",
+    "/search?q=hola",
+    "/search?q=" + "x" * 201,
+    "/edit_profile",
+    "/auth/account",
+    "/admin/tasks",
+    "/admin/tasks?status=failed&older_than=soon",
+    "/nowhere",
+]
+ANONYMOUS_PAGES = ["/auth/login", "/auth/register", "/auth/reset_password_request",
+                   "/auth/reset_password/not-a-link", "/explore", "/nowhere"]  # fmt: skip
 
 
 class AuthActions:

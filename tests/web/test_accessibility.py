@@ -14,28 +14,9 @@ from microblog.jobs.models import Task, TaskStatus
 from microblog.messages.models import store_message
 from microblog.models import utcnow
 from tests.support import ROOT
-from tests.support.web import PASSWORD
+from tests.support.web import ANONYMOUS_PAGES, PASSWORD, SIGNED_IN_PAGES
 
 AXE = ROOT / "tests" / "web" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
-SIGNED_IN_PAGES = [
-    "/",
-    "/explore",
-    "/user/{me}",
-    "/user/{other}",
-    "/user/{me}/followers",
-    "/user/{me}/following",
-    "/messages",
-    "/send_message/{other}",
-    "/search?q=post",
-    "/search?q=" + "x" * 201,
-    "/edit_profile",
-    "/auth/account",
-    "/admin/tasks",
-    "/admin/tasks?status=failed&older_than=soon",
-    "/nowhere",
-]
-ANONYMOUS_PAGES = ["/auth/login", "/auth/register", "/auth/reset_password_request",
-                   "/auth/reset_password/not-a-link", "/nowhere"]  # fmt: skip
 
 
 def axe_source() -> str:

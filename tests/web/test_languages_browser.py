@@ -117,7 +117,7 @@ def test_a_spanish_reader_sees_spanish_everywhere_then_switches_to_english(
         time.sleep(0.1)
     assert subject(mine[0]) == "Tu exportación de microblog está lista"
     text = next(p for p in mine[0].walk() if p.get_content_type() == "text/plain")
-    assert "Tu exportación de 1 publicación está lista." in text.get_content()
+    assert "Tu exportación de 1 publicación está lista." in text.get_payload(decode=True).decode()
 
     # When she chooses English on her account page
     page.goto("/auth/account")
