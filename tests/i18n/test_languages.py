@@ -258,9 +258,13 @@ class VisibleText(HTMLParser):
             self._skip += 1
         attributes = dict(attrs)
         for name in self.SHOWN_ATTRIBUTES:
-            if attributes.get(name) and not (name == "value" and attributes.get("type") in (
-                    "hidden", None, "search", "text") and tag == "input"):  # fmt: skip
+            if attributes.get(name) and (name != "value" or self._is_button(tag, attributes)):
                 self.parts.append(attributes[name])
+
+    @staticmethod
+    def _is_button(tag: str, attributes: dict) -> bool:
+        """A value is shown only as a button's text (others are what a field holds)."""
+        return tag == "input" and attributes.get("type") in ("submit", "button", "reset")
 
     def handle_endtag(self, tag):
         if tag in ("script", "style"):
@@ -282,7 +286,9 @@ ENGLISH_WORDS = re.compile(
     r"\b(the|and|your|you|with|Sign|Search|Home|Explore|Messages|Profile|Account|Register|"
     r"Follow|Following|Followers|Export|Count|Cancel|Close|Older|Newer|Waiting|Done|Failed|"
     r"Send|Save|Password|Language|People|Posts|Tasks|ago|posts|words|Finished|Try|Nobody|"
-    r"Last|seen|Queue|Ready|Status|Filter|Created|Progress|Attempts|Detail|Retry|any)\b"
+    r"Last|seen|Queue|Ready|Status|Filter|Created|Progress|Attempts|Detail|Retry|any|of|to|"
+    r"is|are|this|that|for|from|by|more|new|all|every|there|here)\b",
+    re.IGNORECASE,
 )
 
 
