@@ -97,7 +97,7 @@ def _filter_from(args) -> tuple[TaskFilter, tuple[datetime, str] | None, list[st
     if username := args.get("user", "").strip():
         user = find_user(username)
         if user is None:
-            errors.append(_("User: there is no user “%(name)s”.", name=username))
+            errors.append(_("User: there is no user '%(name)s'.", name=username))
         else:
             user_id = user.id
     created_before = None

@@ -304,7 +304,7 @@ def test_profile_counts_followers_and_shows_the_right_button(client, auth, make_
     make_user("carol")
     client.post("/follow/bob")
     bob = client.get("/user/bob").get_data(as_text=True)
-    assert "1 followers · 0 following" in text(bob) and 'action="/unfollow/bob"' in bob
+    assert "1 follower · 0 following" in text(bob) and 'action="/unfollow/bob"' in bob
     assert 'href="/user/bob/followers"' in bob and 'href="/user/bob/following"' in bob
     alice = client.get("/user/alice").get_data(as_text=True)
     assert "0 followers · 1 following" in text(alice)
