@@ -3,7 +3,7 @@
 A request is answered in the signed-in user's chosen language (the account page), else the
 one a visitor picked with the switcher (a cookie), else the best of the browser's
 ``Accept-Language`` that the site speaks, else English. Emails and other work done away from
-the reader's request take a locale explicitly (:func:`babel.force_locale`).
+the reader's request take a language explicitly (:func:`language`).
 
 Scripts take their texts from the page (:func:`for_scripts`), never built in.
 
@@ -48,7 +48,7 @@ TRANSLATIONS = os.path.join(os.path.dirname(__file__), "translations")
 babel = Babel()
 
 
-class Message(LazyString):
+class LazyMessage(LazyString):
     """A message id that translates to the reader's language whenever it is shown, and
     remembers its source text (:attr:`msgid`) for storing."""
 
@@ -57,9 +57,9 @@ class Message(LazyString):
         self.msgid = msgid
 
 
-def _l(text: str) -> Message:
+def _l(text: str) -> LazyMessage:
     """Mark ``text`` for translation, translated when shown (form labels, job descriptions)."""
-    return Message(text)
+    return LazyMessage(text)
 
 
 def N_(text: str) -> str:
@@ -68,9 +68,9 @@ def N_(text: str) -> str:
     return text
 
 
-def msgid(text: str | Message) -> str:
-    """Return what to store for ``text``: a :class:`Message`'s source text, else ``text``."""
-    return text.msgid if isinstance(text, Message) else text
+def msgid(text: str | LazyMessage) -> str:
+    """Return what to store for ``text``: a :class:`LazyMessage`'s source text, else ``text``."""
+    return text.msgid if isinstance(text, LazyMessage) else text
 
 
 def translated(stored: str | None) -> str | None:
@@ -79,10 +79,10 @@ def translated(stored: str | None) -> str | None:
     return gettext(stored) if stored else stored
 
 
-_script_texts: dict[str, Message] = {}  # what the pages' scripts show, by key
+_script_texts: dict[str, LazyMessage] = {}  # what the pages' scripts show, by key
 
 
-def for_scripts(texts: dict[str, Message]) -> None:
+def for_scripts(texts: dict[str, LazyMessage]) -> None:
     """Give the pages' scripts these texts, translated for each page (base.html writes them in
     a JSON block, ``#page-texts``); a text's ``%(name)s`` is filled by the script."""
     _script_texts.update(texts)

@@ -20,7 +20,7 @@ from wtforms.validators import (
 from microblog.auth.models import User, canonical
 from microblog.extensions import db
 from microblog.forms import Form, Printable
-from microblog.i18n import LANGUAGES, Message, _l
+from microblog.i18n import LANGUAGES, LazyMessage, _l
 
 # Letters and digits at both ends, so "alice." or "alice_" cannot pass for "alice"; \Z, not $,
 # which would let a trailing newline through.
@@ -53,7 +53,7 @@ def strong_password(_form: Form, field: PasswordField) -> None:
         raise ValidationError(_("Mix letters with digits or symbols."))
 
 
-def password_field(label: str | Message, *validators) -> PasswordField:
+def password_field(label: str | LazyMessage, *validators) -> PasswordField:
     too_long = _l("Use at most %(max)d characters.")
     return PasswordField(
         label,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from microblog.errors import wants_json
 from microblog.extensions import db
-from microblog.i18n import Message, _l, for_scripts, translated
+from microblog.i18n import LazyMessage, _l, for_scripts, translated
 from microblog.jobs import control, events
 from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive, launch
 from microblog.jobs.models import Task, tasks_to_show
@@ -80,7 +80,7 @@ def start_and_answer(
     actor: dramatiq.Actor,
     started: str,
     busy: str,
-    unavailable: str | Message = QUEUE_UNAVAILABLE,
+    unavailable: str | LazyMessage = QUEUE_UNAVAILABLE,
     back: str | None = None,
 ):
     """Start a job of the signed-in user and say how that went (202, 409 or 503)."""

@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from microblog import metrics
 from microblog.database import discard_session
 from microblog.extensions import db
-from microblog.i18n import N_, Message, _l, msgid
+from microblog.i18n import N_, LazyMessage, _l, msgid
 from microblog.jobs import events, registry
 from microblog.jobs.attempts import Attempt, AttemptSuperseded, hold, start_attempt
 from microblog.jobs.ending import end
@@ -71,7 +71,7 @@ class JobError(Exception):
 
 def job(
     *,
-    description: str | Message,
+    description: str | LazyMessage,
     queue_name: str = "default",
     max_retries: int = 12,
     min_backoff: int = 2_000,
@@ -79,7 +79,7 @@ def job(
     time_limit: int = 15 * 60_000,
     crash_allowance: int = 2,
     result_endpoint: str | None = None,
-    result_label: str | Message = SEE_THE_RESULT,
+    result_label: str | LazyMessage = SEE_THE_RESULT,
     summary: Callable[[Any], str | None] | None = None,
 ) -> Callable[[JobBody], dramatiq.Actor]:
     """Make ``body`` a job type; its actor is named after the function.
