@@ -89,19 +89,15 @@ def localized(event: TaskEvent) -> TaskEvent:
 
     The stream applies it to every task event it sends (see ``declare_event_types``), the
     pages to every card they render: whatever language a task was started in, each reader
-    sees it in their own.
+    sees it in their own. A field the event lacks (an old recording replayed) stays missing.
     """
-    job_type = registry.find(event["name"])
-    summary = event["summary"]
-    if event["status"] == TaskStatus.SUCCEEDED and job_type and job_type.summary:
-        summary = job_type.summary(event["result"]) if event["result"] is not None else None
-    return amend(
-        event,
-        description=translated(event["description"]),
-        error=translated(event["error"]),
-        result_label=translated(event["result_label"]),
-        summary=summary,
-    )
+    job_type = registry.find(event.get("name"))
+    changes = {field: translated(event[field])
+               for field in ("description", "error", "result_label") if field in event}  # fmt: skip
+    succeeded = event.get("status") == TaskStatus.SUCCEEDED
+    if succeeded and job_type and job_type.summary and event.get("result") is not None:
+        changes["summary"] = job_type.summary(event["result"])
+    return amend(event, **changes)
 
 
 TYPES = channel.declare_event_types(PROGRESS, FINISHED, DISMISSED, localize=localized)

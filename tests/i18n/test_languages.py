@@ -347,3 +347,12 @@ def test_spanish_pages_have_no_english_left(app, client, auth, make_user, runner
     assert english == {}
     with app.app_context():
         assert db.session.scalar(select(User.language).where(User.id == user_id)) == "es"
+
+
+def test_an_event_missing_fields_is_localized_as_far_as_it_goes(app):
+    # An old recording, replayed, may lack fields the contract has since gained
+    with app.test_request_context("/stream", headers=SPANISH):
+        old = events.localized({"task_id": "t", "name": "export_posts", "status": "running",
+                                "description": "Exporting your posts", "progress": 5})  # fmt: skip
+    assert old == {"task_id": "t", "name": "export_posts", "status": "running",
+                   "description": "Exportando tus publicaciones", "progress": 5}  # fmt: skip
