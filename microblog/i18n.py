@@ -25,7 +25,7 @@ from datetime import datetime
 
 import click
 from babel.messages.frontend import CommandLineInterface
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, render_template, request
 from flask_babel import (
     Babel,
     LazyString,
@@ -36,6 +36,7 @@ from flask_babel import (
     gettext,
 )
 from flask_login import current_user
+from flask_mail import Message
 
 # The languages the site speaks, each in its own words (what the switcher shows).
 LANGUAGES = {"en": "English", "es": "Español"}
@@ -125,6 +126,18 @@ def language(code: str | None) -> Iterator[None]:
     """Speak ``code`` inside the block (English when it is None or not spoken here)."""
     with force_locale(supported(code) or DEFAULT):
         yield
+
+
+def email_in(code: str | None, to: str, subject: LazyMessage, template: str, **context) -> Message:
+    """Return an email to ``to`` written in ``code``: ``template`` names the pair
+    ``<template>.txt`` and ``<template>.html``, rendered with ``context``."""
+    with language(code):
+        return Message(
+            subject=str(subject),
+            recipients=[to],
+            body=render_template(f"{template}.txt", **context),
+            html=render_template(f"{template}.html", **context),
+        )
 
 
 def when(moment: datetime) -> str:

@@ -4,8 +4,7 @@ import gzip
 import logging
 import smtplib
 
-from flask import current_app, render_template
-from flask_babel import gettext as _
+from flask import current_app
 from flask_mail import Message
 from sqlalchemy import update
 
@@ -13,7 +12,7 @@ from microblog import mailer
 from microblog.auth.models import User
 from microblog.exports.models import Archive, archive_chunks
 from microblog.extensions import db
-from microblog.i18n import language
+from microblog.i18n import _l, email_in
 from microblog.jobs.attempts import Attempt, hold
 from microblog.models import utcnow
 from microblog.urls import public_url
@@ -30,13 +29,13 @@ def export_email(user: User, archive: Archive, locale: str | None = None) -> Mes
         "link": public_url("exports.download", task_id=archive.task_id),
         "attached": archive.json_size <= current_app.config["EXPORT_ATTACHMENT_LIMIT"],
     }
-    with language(user.language or locale):
-        message = Message(
-            subject=_("Your microblog export is ready"),
-            recipients=[user.email],
-            body=render_template("exports/email.txt", **context),
-            html=render_template("exports/email.html", **context),
-        )
+    message = email_in(
+        user.language or locale,
+        user.email,
+        _l("Your microblog export is ready"),
+        "exports/email",
+        **context,
+    )
     if context["attached"]:
         message.attach("posts.json", "application/json", read_json(archive.task_id))
     # The same id on every attempt lets mail systems drop a duplicate of a retried send.

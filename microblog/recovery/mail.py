@@ -12,8 +12,7 @@ import logging
 
 import redis
 from dramatiq.middleware import CurrentMessage
-from flask import current_app, render_template
-from flask_babel import gettext as _
+from flask import current_app
 from flask_mail import Message
 from sqlalchemy import select
 
@@ -21,7 +20,7 @@ from microblog import mailer
 from microblog.auth.models import User, canonical
 from microblog.auth.sessions import password_changed
 from microblog.extensions import db
-from microblog.i18n import current_language, language
+from microblog.i18n import _l, current_language, email_in
 from microblog.jobs.worker.runner import errand
 from microblog.live.channel import redis_client
 from microblog.recovery.tokens import make_token
@@ -67,13 +66,13 @@ def send_password_reset(email: str, locale: str | None = None) -> None:
         "link": public_url("recovery.reset_password", token=make_token(user)),
         "minutes": minutes,
     }
-    with language(user.language or locale):
-        message = Message(
-            subject=_("Reset your microblog password"),
-            recipients=[user.email],
-            body=render_template("recovery/reset_email.txt", **context),
-            html=render_template("recovery/reset_email.html", **context),
-        )
+    message = email_in(
+        user.language or locale,
+        user.email,
+        _l("Reset your microblog password"),
+        "recovery/reset_email",
+        **context,
+    )
     db.session.commit()  # nothing of the database is held while the relay talks
     send_once(message, f"password reset for user {user.id}")
 
@@ -86,13 +85,13 @@ def send_password_changed(user_id: int, locale: str | None = None) -> None:
     if user is None:
         return
     context = {"user": user, "link": public_url("recovery.reset_password_request")}
-    with language(user.language or locale):
-        message = Message(
-            subject=_("Your microblog password was changed"),
-            recipients=[user.email],
-            body=render_template("recovery/changed_email.txt", **context),
-            html=render_template("recovery/changed_email.html", **context),
-        )
+    message = email_in(
+        user.language or locale,
+        user.email,
+        _l("Your microblog password was changed"),
+        "recovery/changed_email",
+        **context,
+    )
     db.session.commit()
     send_once(message, f"password-changed notice for user {user_id}")
 
