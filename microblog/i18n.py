@@ -2,8 +2,8 @@
 
 A request is answered in the signed-in user's chosen language (the account page), else the
 one a visitor picked with the switcher (a cookie), else the best of the browser's
-``Accept-Language`` that the site speaks, else English. Emails and other work done away from
-the reader's request take a language explicitly (:func:`language`).
+``Accept-Language`` that the site speaks, else English. Emails (:func:`email_in`) and other
+work done away from the reader's request take a language explicitly (:func:`language`).
 
 Scripts take their texts from the page (:func:`for_scripts`), never built in.
 
