@@ -82,9 +82,7 @@ def page_of_request(listing: Listing) -> Page:
     cursors = {}
     for name in ("before", "after"):
         if name in request.args:
-            cursors[name] = Cursor.parse(request.args[name]) or abort(
-                404, _("There is no such page.")
-            )
+            cursors[name] = Cursor.parse(request.args[name]) or abort(404, NO_SUCH_PAGE)
     if len(cursors) > 1:
         abort(404, NO_SUCH_PAGE)
     return page_of(listing, current_app.config["POSTS_PER_PAGE"], **cursors)
