@@ -160,6 +160,7 @@ def test_the_admin_page_follows_everyones_tasks_live(page, live_app, live_user, 
     seen = page.evaluate("() => window.seenValues")
     assert any(0 < value < 100 for value in seen) and seen[-1] == 100, seen
     assert page.locator(f"{row} .task-status").text_content() == "succeeded"
+    assert "pct-100" in page.locator(f"{row} .progress-bar").get_attribute("class").split()
     assert not page.locator(f"{row} .admin-cancel").is_visible()
     screenshot(page, "admin-tasks.png")
     assert page.refused_by_csp == []

@@ -15,9 +15,7 @@
   function showProgress(row, progress) {
     const bar = row.querySelector(".progress");
     bar.setAttribute("aria-valuenow", String(progress));
-    const fill = bar.querySelector(".progress-bar");
-    for (const name of [...fill.classList]) if (name.startsWith("pct-")) fill.classList.remove(name);
-    fill.classList.add(`pct-${Math.max(0, Math.min(100, Math.round(progress)))}`);
+    window.setBarWidth(bar.querySelector(".progress-bar"), progress); // tasks.js
   }
 
   function render(task) {

@@ -56,11 +56,12 @@
   }
 
   // A bar's width is a class (pct-0 … pct-100), as the server renders it for pages without
-  // scripts: the CSP refuses inline styles.
+  // scripts: the CSP refuses inline styles. The operators' page (admin.js) sets its bars so too.
   function setWidth(fill, progress) {
     for (const name of [...fill.classList]) if (name.startsWith("pct-")) fill.classList.remove(name);
     fill.classList.add(`pct-${Math.max(0, Math.min(100, Math.round(progress)))}`);
   }
+  window.setBarWidth = setWidth;
 
   function renderFinished(line, task) {
     line.replaceChildren();
