@@ -25,6 +25,7 @@ from flask import Flask
 from flask_mail import Message
 
 from microblog import mailer
+from microblog.redis_clients import broker_client
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,7 @@ class AdminMail(logging.Handler):
         self.admins = admins
         self.interval = interval
         self._last_sent: dict[str, float] = {}
-        self._redis = redis.Redis.from_url(
-            app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2
-        )
+        self._redis = broker_client(app.config, socket_timeout=2, socket_connect_timeout=2)
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
     def first_in_interval(self, name: str) -> bool:

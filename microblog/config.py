@@ -30,13 +30,21 @@ _INTEGERS = {
     "ERROR_MAIL_INTERVAL",
     "SEARCH_TIMEOUT_MS",
 }
-_BOOLEANS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "HTTPS_ONLY"}
+_BOOLEANS = {
+    "MAIL_USE_TLS",
+    "MAIL_USE_SSL",
+    "MAIL_SUPPRESS_SEND",
+    "HTTPS_ONLY",
+    "EVENTS_REDIS_CLUSTER",
+}
 # Read as comma-separated lists.
-_LISTS = {"JOB_MODULES", "ADMINS"}
+_LISTS = {"JOB_MODULES", "ADMINS", "REDIS_SENTINELS"}
 _STRINGS = {
     "MICROBLOG_ENV",
     "SECRET_KEY",
     "REDIS_URL",
+    "EVENTS_REDIS_URL",
+    "REDIS_SENTINEL_MASTER",
     "MAIL_SERVER",
     "MAIL_USERNAME",
     "MAIL_PASSWORD",
@@ -68,8 +76,17 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY": None,
         # SQLite file under instance/ so a fresh checkout needs no database server.
         "SQLALCHEMY_DATABASE_URI": "sqlite:///" + os.path.join(instance_path, "microblog.sqlite"),
-        # Dramatiq broker, SSE pub/sub and the event replay log.
+        # The broker's Redis: job queues, throttles, errand and alert marks; and the events'
+        # unless EVENTS_REDIS_URL is set (see microblog/redis_clients.py).
         "REDIS_URL": "redis://127.0.0.1:6379/0",
+        # The live events' Redis (pub/sub and event logs); None: REDIS_URL's.
+        "EVENTS_REDIS_URL": None,
+        # The events' Redis is a Redis Cluster (EVENTS_REDIS_URL names one of its nodes).
+        "EVENTS_REDIS_CLUSTER": False,
+        # Redis Sentinel: "host:port" of each sentinel, and the name of the master they watch;
+        # the broker (and the events, without a URL of their own) follow its failovers.
+        "REDIS_SENTINELS": [],
+        "REDIS_SENTINEL_MASTER": "mymaster",
         # Outgoing mail; the run command points these at a local catcher.
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": 8025,
@@ -202,11 +219,19 @@ def derive(config: dict[str, Any]) -> None:
     if config["HTTPS_ONLY"] is None:
         config["HTTPS_ONLY"] = config["MICROBLOG_ENV"] == "production"
     config["SESSION_COOKIE_SECURE"] = config["REMEMBER_COOKIE_SECURE"] = config["HTTPS_ONLY"]
-    config.setdefault("THROTTLE_STORAGE_URI", config["REDIS_URL"])
+    config.setdefault("THROTTLE_STORAGE_URI", throttle_storage(config))
     if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         config["SQLALCHEMY_ENGINE_OPTIONS"] = postgres_engine_options(
             config["SQLALCHEMY_ENGINE_OPTIONS"], config["DATABASE_STATEMENT_TIMEOUT_MS"]
         )
+
+
+def throttle_storage(config: dict[str, Any]) -> str:
+    """Return the throttles' storage: the broker's Redis, through the sentinels if it has them."""
+    if not config["REDIS_SENTINELS"]:
+        return config["REDIS_URL"]
+    hosts = ",".join(item.strip() for item in config["REDIS_SENTINELS"])
+    return f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_MASTER']}"
 
 
 def postgres_engine_options(options: dict[str, Any], statement_ms: int) -> dict[str, Any]:

@@ -8,6 +8,8 @@ set -eu
 
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+# A master watched by sentinels is started for real (the broker's failover).
+command -v redis-sentinel >/dev/null 2>&1 || missing="$missing redis-sentinel"
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
   || missing="$missing chromium fonts-dejavu-core"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \

@@ -5,7 +5,6 @@ This is the one module that knows all the worker side's parts; ``create_app`` ca
 """
 
 import dramatiq
-import redis
 from dramatiq.middleware import CurrentMessage
 from flask import Flask
 
@@ -14,14 +13,13 @@ from microblog.jobs.worker.broker import AppContext, Broker, HandBack, TaskMessa
 from microblog.jobs.worker.liveness import Maintenance
 from microblog.jobs.worker.reaper import Reaper
 from microblog.jobs.worker.runner import UnknownJobTypes
+from microblog.redis_clients import broker_client
 
 
 def make_broker(app: Flask) -> Broker:
     """Build the Redis broker from the app's configuration."""
     # Every broker call is a short script: ten seconds without an answer is a dead link.
-    client = redis.Redis.from_url(
-        app.config["REDIS_URL"], socket_timeout=10, socket_connect_timeout=5
-    )
+    client = broker_client(app.config, socket_timeout=10, socket_connect_timeout=5)
     broker = Broker(client=client, heartbeat_timeout=app.config["JOBS_HEARTBEAT_TIMEOUT_MS"])
     broker.add_middleware(TaskMessageIds())
     broker.add_middleware(Maintenance(app.config["JOBS_MAINTENANCE_INTERVAL_MS"]))

@@ -25,8 +25,10 @@ from typing import Any
 import redis
 from flask import current_app
 from flask_sse import Message
+from redis.cluster import RedisCluster
 
 from microblog import metrics
+from microblog.redis_clients import events_client, events_on_cluster
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ local message = '{"data": ' .. ARGV[2] .. ', "type": ' .. cjson.encode(ARGV[1]) 
 redis.call('PUBLISH', KEYS[2], message)
 return id
 """
+# The same on a Redis Cluster: sharded pub/sub, on the node that holds the log's slot.
+_APPEND_AND_SPUBLISH = _APPEND_AND_PUBLISH.replace("'PUBLISH'", "'SPUBLISH'")
 
 
 _event_types: list[str] = []  # every type a publisher declared, in order
@@ -86,21 +90,21 @@ def log_key(channel: str) -> str:
     return f"events:{{{channel}}}"
 
 
-def redis_client() -> redis.Redis:
-    """Return the app's shared Redis client: one pool of at most ``POOL_SIZE`` connections
-    per process. A thousand streams opening at once (each reads the log) wait their turn
-    for a connection instead of opening a thousand."""
+def redis_client() -> redis.Redis | RedisCluster:
+    """Return the app's shared client of the events' Redis: one pool of at most
+    ``POOL_SIZE`` connections per process (per node, on a cluster). A thousand streams
+    opening at once (each reads the log) wait their turn for a connection instead of
+    opening a thousand."""
     client = current_app.extensions.get("microblog.redis")
     if client is None:
-        pool = redis.BlockingConnectionPool.from_url(
-            current_app.config["REDIS_URL"],
+        client = events_client(
+            current_app.config,
             max_connections=POOL_SIZE,
             timeout=5,  # longest wait for a free connection
             socket_timeout=5,
             socket_connect_timeout=2,  # a page must not hang on an unreachable Redis
             health_check_interval=30,
         )
-        client = redis.Redis(connection_pool=pool)
         current_app.extensions["microblog.redis"] = client
     return client
 
@@ -128,7 +132,10 @@ def announce(user_id: int, type: str, data: dict[str, Any]) -> None:
 
 
 def _append_and_publish(channel: str, type: str, data: dict[str, Any]) -> str:
-    script = redis_client().register_script(_APPEND_AND_PUBLISH)
+    sharded = events_on_cluster(current_app.config)
+    script = redis_client().register_script(
+        _APPEND_AND_SPUBLISH if sharded else _APPEND_AND_PUBLISH
+    )
     event_id = script(
         keys=[log_key(channel), channel],
         args=[type, json.dumps(data), LOG_LENGTH, LOG_TTL_SECONDS],

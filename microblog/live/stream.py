@@ -48,6 +48,7 @@ from microblog.auth.models import User
 from microblog.auth.sessions import admin_revoked, load_user, sign_ins_closed, token_hash
 from microblog.extensions import db
 from microblog.i18n import current_language
+from microblog.live import subscription
 from microblog.live.channel import (
     OPERATORS,
     channel_for,
@@ -57,6 +58,8 @@ from microblog.live.channel import (
     missed_since,
     redis_client,
 )
+from microblog.live.subscription import ShardedSubscription, Subscription
+from microblog.redis_clients import events_on_cluster
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,8 @@ class Inbox(queue.Queue):
 
 
 class Broadcaster:
-    """One Redis connection per process, subscribed to the channels its listeners read.
+    """One subscription per process (one Redis connection, or one per cluster shard: see
+    :mod:`microblog.live.subscription`) to the channels its listeners read.
 
     A channel is subscribed when its first listener arrives and unsubscribed when its last
     leaves; :meth:`wait_subscribed` tells a stream when Redis has confirmed, so that it can
@@ -141,8 +145,15 @@ class Broadcaster:
 
     POLL_SECONDS = 0.05  # how long requests may wait for the connection's thread
 
-    def __init__(self, redis_url: str, inbox_size: int = 1000) -> None:
-        self.redis_url = redis_url
+    def __init__(
+        self, subscribe: str | Callable[[], Subscription | ShardedSubscription],
+        inbox_size: int = 1000,
+    ) -> None:  # fmt: skip
+        """``subscribe`` opens the subscription; a URL: to that one Redis."""
+        if isinstance(subscribe, str):
+            url = subscribe
+            subscribe = Subscription.opener(lambda **options: redis.Redis.from_url(url, **options))
+        self.open_subscription = subscribe
         self.inbox_size = inbox_size
         self._listeners: dict[str, set[Inbox]] = {}
         self._confirmed: dict[str, threading.Event] = {}  # per subscribed channel
@@ -228,20 +239,16 @@ class Broadcaster:
             self._stop.wait(delay * random.uniform(0.5, 1.5))
 
     def _consume(self) -> None:
-        # Reads wait in get_message; the timeouts bound a connect or a ping to a dead host.
-        client = redis.Redis.from_url(
-            self.redis_url, socket_keepalive=True, socket_connect_timeout=5, socket_timeout=60
-        )
-        pubsub = client.pubsub()
+        pubsub = self.open_subscription()
         try:
-            client.ping()  # fail here, not on the first subscription, if Redis is away
+            pubsub.check()  # fail here, not on the first subscription, if Redis is away
             with self._lock:
                 wanted = list(self._listeners)
             if self._was_connected:  # their listeners missed what came while we were away
                 self._resync = set(wanted)
             self._was_connected = True
             for start in range(0, len(wanted), SUBSCRIBE_BATCH):
-                pubsub.subscribe(*wanted[start : start + SUBSCRIBE_BATCH])
+                pubsub.subscribe(wanted[start : start + SUBSCRIBE_BATCH])
             self._ready.set()
             idle_since = time.monotonic()
             while not self._stop.is_set():
@@ -255,9 +262,8 @@ class Broadcaster:
                     idle_since = time.monotonic()
         finally:
             pubsub.close()
-            client.close()
 
-    def _apply_requests(self, pubsub) -> None:
+    def _apply_requests(self, pubsub: Subscription | ShardedSubscription) -> None:
         """Subscribe or unsubscribe the channels whose listeners came or went since."""
         subscribe, unsubscribe = [], []
         while True:
@@ -272,9 +278,9 @@ class Broadcaster:
                     del self._confirmed[channel]
                     unsubscribe.append(channel)
         if subscribe:
-            pubsub.subscribe(*subscribe)  # a channel already subscribed is confirmed again
+            pubsub.subscribe(subscribe)  # a channel already subscribed is confirmed again
         if unsubscribe:
-            pubsub.unsubscribe(*unsubscribe)
+            pubsub.unsubscribe(unsubscribe)
 
     def _handle(self, raw: dict) -> None:
         kind, channel = raw["type"], raw["channel"]
@@ -332,7 +338,7 @@ def broadcaster() -> Broadcaster:
         current = current_app.extensions.get("microblog.broadcaster")
         if current is None or current._pid != os.getpid():
             config = current_app.config
-            current = Broadcaster(config["REDIS_URL"], config["SSE_STREAM_QUEUE_LIMIT"])
+            current = Broadcaster(subscription.opener(config), config["SSE_STREAM_QUEUE_LIMIT"])
             current_app.extensions["microblog.broadcaster"] = current
         return current
 
@@ -518,8 +524,9 @@ def close_streams(channels: list[str], user_id: int, sign_ins: list[str] | None 
     message = json.dumps({"type": CLOSE, "data": {"user_id": user_id, "sign_ins": sign_ins}})
     try:
         client = redis_client()
+        sharded = events_on_cluster(current_app.config)
         for channel in channels:
-            client.publish(channel, message)
+            client.spublish(channel, message) if sharded else client.publish(channel, message)
     except redis.RedisError as error:  # its streams hear nothing either; they check on return
         log.warning("could not close the streams of user %s: %s", user_id, error)
 

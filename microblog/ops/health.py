@@ -2,6 +2,8 @@
 and ``GET /readyz`` (the whole service can do its work: also the mail relay and a worker)."""
 
 import smtplib
+from collections.abc import Callable
+from typing import Any
 
 import click
 import redis
@@ -14,6 +16,7 @@ from microblog.extensions import db
 from microblog.jobs.worker.liveness import live_workers
 from microblog.live.stream import open_streams, subscription_state
 from microblog.mailer import open_relay
+from microblog.redis_clients import broker_client, events_client, events_on_cluster
 
 bp = Blueprint("health", __name__)
 
@@ -27,18 +30,24 @@ def check_database() -> str:
         return f"error: {type(error).__name__}"
 
 
-def check_redis() -> str:
+def check_redis(connect: Callable[..., Any]) -> str:
+    client = None
     try:
-        client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=2)
+        client = connect(current_app.config, socket_timeout=2, socket_connect_timeout=2)
         client.ping()
         return "ok"
     except redis.RedisError as error:
         return f"error: {type(error).__name__}"
+    finally:
+        if client is not None:
+            client.close()
 
 
 def run_checks() -> tuple[bool, dict[str, str]]:
     """Return whether every dependency answers, and what each check found."""
-    checks = {"database": check_database(), "redis": check_redis()}
+    checks = {"database": check_database(), "redis": check_redis(broker_client)}
+    if events_on_cluster(current_app.config) or current_app.config["EVENTS_REDIS_URL"]:
+        checks["events_redis"] = check_redis(events_client)
     return all(value == "ok" for value in checks.values()), checks
 
 

@@ -22,7 +22,6 @@ from microblog.auth.sessions import password_changed
 from microblog.extensions import db
 from microblog.i18n import _l, current_language, email_in
 from microblog.jobs.worker.runner import errand
-from microblog.live.channel import redis_client
 from microblog.recovery.tokens import make_token
 from microblog.urls import public_url
 
@@ -37,7 +36,8 @@ def send_once(message: Message, what: str) -> None:
     mark = f"errand-mail:{current.message_id}" if current else None
 
     def before_data() -> None:
-        if mark and not redis_client().set(mark, 1, nx=True, ex=SENT_MARK_SECONDS):
+        broker = current_app.extensions["dramatiq"]  # where the errand's message lives
+        if mark and not broker.client.set(mark, 1, nx=True, ex=SENT_MARK_SECONDS):
             raise AlreadySent
 
     try:

@@ -1,0 +1,84 @@
+"""The two Redis roles and how each is reached: the broker's and the live events'.
+
+The broker's Redis (``REDIS_URL``) carries the job queues, the throttles and the marks that
+keep errand emails and error alerts from repeating. The events' Redis (``EVENTS_REDIS_URL``,
+by default the broker's) carries what only the live channel uses: pub/sub and each channel's
+event log.
+
+Either can follow a failover through Redis Sentinel: with ``REDIS_SENTINELS`` (``host:port``
+list) and ``REDIS_SENTINEL_MASTER`` the broker asks the sentinels for the master's address,
+and asks again when a connection to it fails; the events do the same unless they have a URL
+of their own. ``REDIS_URL`` then gives only the database number and the password. With
+``EVENTS_REDIS_CLUSTER`` the events live on a Redis Cluster, ``EVENTS_REDIS_URL`` naming any
+one of its nodes (see :mod:`microblog.live.channel` for how they use it).
+"""
+
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+from redis.connection import parse_url
+from redis.sentinel import Sentinel, SentinelConnectionPool
+
+SENTINEL_TIMEOUT = 2  # seconds for a sentinel to answer who the master is
+
+
+class SentinelBlockingConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """A pool of connections to the master the sentinels name that, when every connection is
+    in use, waits for one (up to ``timeout``) instead of opening more."""
+
+
+def sentinel_addresses(config: dict[str, Any]) -> list[tuple[str, int]]:
+    """Return the sentinels' addresses, or an empty list when Sentinel is not used."""
+    addresses = []
+    for item in config.get("REDIS_SENTINELS") or []:
+        host, _, port = item.strip().rpartition(":")
+        addresses.append((host.strip("[]") or "127.0.0.1", int(port)))
+    return addresses
+
+
+def events_url(config: dict[str, Any]) -> str:
+    return config.get("EVENTS_REDIS_URL") or config["REDIS_URL"]
+
+
+def events_on_cluster(config: dict[str, Any]) -> bool:
+    return bool(config.get("EVENTS_REDIS_CLUSTER"))
+
+
+def _through_sentinel(config: dict[str, Any], url: str, **options: Any) -> redis.Redis:
+    """A client of the master the sentinels name, with ``url``'s database and password."""
+    settings = parse_url(url)
+    credentials = {key: settings[key] for key in ("db", "username", "password") if key in settings}
+    timeouts = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT}
+    sentinel = Sentinel(sentinel_addresses(config), sentinel_kwargs=timeouts)
+    return sentinel.master_for(config["REDIS_SENTINEL_MASTER"], **credentials, **options)
+
+
+def broker_client(config: dict[str, Any], **options: Any) -> redis.Redis:
+    """Return a client of the broker's Redis (``options``: timeouts and the like)."""
+    if sentinel_addresses(config):
+        return _through_sentinel(config, config["REDIS_URL"], **options)
+    return redis.Redis.from_url(config["REDIS_URL"], **options)
+
+
+def events_client(config: dict[str, Any], **options: Any) -> redis.Redis | RedisCluster:
+    """Return a client of the events' Redis: a cluster client on a Redis Cluster, else one
+    whose ``max_connections`` connections are shared by every caller, who wait their turn
+    (up to ``timeout``) when all are in use."""
+    if events_on_cluster(config):
+        options.pop("timeout", None)
+        return RedisCluster.from_url(events_url(config), **options)
+    if sentinel_addresses(config) and not config.get("EVENTS_REDIS_URL"):
+        return _through_sentinel(config, config["REDIS_URL"],
+                                 connection_pool_class=SentinelBlockingConnectionPool,
+                                 **options)  # fmt: skip
+    pool = redis.BlockingConnectionPool.from_url(events_url(config), **options)
+    return redis.Redis(connection_pool=pool)
+
+
+def events_subscriber(config: dict[str, Any], **options: Any) -> redis.Redis:
+    """Return a client for one process's event subscription (one connection of its own) to a
+    single Redis; on a Redis Cluster, see :func:`events_client`."""
+    if sentinel_addresses(config) and not config.get("EVENTS_REDIS_URL"):
+        return _through_sentinel(config, config["REDIS_URL"], **options)
+    return redis.Redis.from_url(events_url(config), **options)

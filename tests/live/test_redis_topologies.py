@@ -1,0 +1,172 @@
+"""Live events on a real Redis Cluster (sharded pub/sub) and behind real sentinels: events reach
+their streams through one subscription per shard, and a stream misses nothing when the master
+holding its channel is killed and replaced by its replica."""
+
+import time
+
+import pytest
+import redis
+
+from devkit.services import wait_until
+from microblog import create_app
+from microblog.live import channel
+from microblog.live.stream import Broadcaster, sse
+from microblog.live.subscription import opener
+from microblog.redis_clients import broker_client, events_client
+from tests.support.redis_topologies import RedisClusterServers, SentinelServers
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    servers = RedisClusterServers().start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinels():
+    servers = SentinelServers().start()
+    yield servers
+    servers.stop()
+
+
+def app_on(**config):
+    return create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", **config})
+
+
+@pytest.fixture
+def cluster_app(cluster, redis_server):
+    return app_on(REDIS_URL=redis_server.url, EVENTS_REDIS_URL=cluster.url,
+                  EVENTS_REDIS_CLUSTER=True)  # fmt: skip
+
+
+@pytest.fixture
+def hubs():
+    made = []
+
+    def make(app) -> Broadcaster:
+        made.append(Broadcaster(opener(app.config)))
+        return made[-1]
+
+    yield make
+    for hub in made:
+        hub.stop()
+
+
+def publish_when_possible(app, user_id: int, n: int, timeout: float = 30) -> str:
+    """Publish event ``n`` on the user's channel, retrying while a failover is under way."""
+    deadline = time.monotonic() + timeout
+    with app.app_context():
+        while True:
+            try:
+                return channel.publish(user_id, "task.progress", {"n": n})
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+def received(app, channel_name: str, last_id: str, inbox, want: int, timeout: float = 30):
+    """Read the stream (replay, then live, then what a lost subscription missed) until
+    ``want`` events came; return their ``n`` values and ids."""
+    got = []
+    deadline = time.monotonic() + timeout
+    with app.app_context():
+        app.config["SSE_HEARTBEAT_SECONDS"] = 1
+        for message in sse.messages(channel_name, last_id, inbox, allowed=lambda: True):
+            if message is not None:
+                got.append((message.data["n"], message.id))
+            if len(got) >= want or time.monotonic() > deadline:
+                break
+    return got
+
+
+def test_events_spread_over_the_shards_and_reach_one_subscription_per_shard(
+    cluster, cluster_app, hubs
+):
+    # Given a web process's broadcaster with streams of 60 users
+    hub = hubs(cluster_app)
+    users = range(1, 61)
+    inboxes = {user: hub.listen(channel.channel_for(user)) for user in users}
+    assert all(hub.wait_subscribed(inbox, 10) for inbox in inboxes.values())
+    # When one event is published for each of them
+    ids = {user: publish_when_possible(cluster_app, user, user) for user in users}
+    # Then each stream gets its own event, with the id its log gave it
+    for user, inbox in inboxes.items():
+        message = inbox.get(timeout=5)
+        assert (message.data, message.id) == ({"n": user}, ids[user])
+        assert inbox.empty()
+    # through sharded pub/sub: every master carries some of the channels, each to exactly one
+    # subscription of this process
+    per_master = {}
+    for port in cluster.shard_masters():
+        node = redis.Redis(port=port)
+        names = [channel.channel_for(user) for user in users]
+        numsub = node.execute_command("PUBSUB", "SHARDNUMSUB", *names)
+        held = {numsub[i].decode(): numsub[i + 1] for i in range(0, len(numsub), 2)}
+        per_master[port] = sum(1 for user in users
+                               if cluster.master_of(channel.channel_for(user)) == port
+                               and held[channel.channel_for(user)] == 1)  # fmt: skip
+        pubsub_clients = [c for c in node.client_list() if int(c.get("ssub", 0)) > 0]
+        assert len(pubsub_clients) == 1, pubsub_clients
+    assert sum(per_master.values()) == 60 and min(per_master.values()) > 0, per_master
+    # and the log of each user sits in its channel's slot, readable to resume from
+    with cluster_app.app_context():
+        assert [m.data for m in channel.missed_since(channel.channel_for(7), "0")] == [{"n": 7}]
+
+
+def test_a_stream_misses_nothing_when_its_shard_master_is_killed(cluster, cluster_app, hubs):
+    # Given a stream of user 42 that has had its first event
+    hub = hubs(cluster_app)
+    name = channel.channel_for(42)
+    with cluster_app.app_context():
+        start = channel.latest_id(name)
+    inbox = hub.listen(name)
+    assert hub.wait_subscribed(inbox, 10)
+    publish_when_possible(cluster_app, 42, 1)
+    assert received(cluster_app, name, start, inbox, want=1)[0][0] == 1
+    # When the master holding its slot is killed and its replica takes over, and events go on
+    killed = cluster.kill_master_of(name)
+    cluster.wait_failed_over()
+    assert cluster.master_of(name) != killed
+    ids = [publish_when_possible(cluster_app, 42, n) for n in (2, 3, 4)]
+    # Then the stream delivers every later event once, in order, live or from the log
+    with cluster_app.app_context():
+        after_first = channel.missed_since(name, start)[0].id
+    got = received(cluster_app, name, after_first, inbox, want=3)
+    assert got == list(zip((2, 3, 4), ids, strict=True))
+
+
+def test_the_broker_and_the_events_follow_a_sentinel_failover(sentinels, hubs):
+    # Given an app whose broker and events reach Redis through the sentinels
+    app = app_on(REDIS_URL="redis://127.0.0.1:1/0", REDIS_SENTINELS=sentinels.sentinel_addresses,
+                 REDIS_SENTINEL_MASTER=sentinels.MASTER)  # fmt: skip
+    broker = broker_client(app.config, socket_timeout=2)
+    assert broker.set("before", 1) and broker.info("server")["tcp_port"] == sentinels.master()
+    hub = hubs(app)
+    name = channel.channel_for(5)
+    with app.app_context():
+        start = channel.latest_id(name)
+    inbox = hub.listen(name)
+    assert hub.wait_subscribed(inbox, 10)
+    publish_when_possible(app, 5, 1)
+    assert received(app, name, start, inbox, want=1)[0][0] == 1
+    # When the master is killed and the sentinels promote the replica
+    old = sentinels.kill_master()
+    new = sentinels.wait_failed_over(old)
+    # Then the broker's client talks to the new master
+    wait_until(lambda: _works(broker), 30, "the broker's client to reach the new master")
+    assert broker.info("server")["tcp_port"] == new
+    # and the stream gets the events published after it, once each, in order
+    ids = [publish_when_possible(app, 5, n) for n in (2, 3)]
+    with app.app_context():
+        after_first = channel.missed_since(name, start)[0].id
+        assert events_client(app.config).ping()
+    assert received(app, name, after_first, inbox, want=2) == list(zip((2, 3), ids, strict=True))
+
+
+def _works(client) -> bool:
+    try:
+        return bool(client.set("after", 1))
+    except redis.RedisError:
+        return False
