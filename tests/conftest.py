@@ -13,6 +13,7 @@ from microblog.auth.models import User
 from microblog.extensions import db
 from tests.support.data import insert_posts
 from tests.support.databases import KINDS, Databases, PostgresServer
+from tests.support.redis_topologies import RedisClusterServers
 from tests.support.servers import LiveStacks, make_config
 from tests.support.web import PASSWORD, AuthActions
 
@@ -101,6 +102,14 @@ def make_user(app: Flask):
 @pytest.fixture
 def auth(client: FlaskClient, make_user) -> AuthActions:
     return AuthActions(client, make_user)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of three masters and three replicas, started on first use."""
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

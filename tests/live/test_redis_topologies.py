@@ -18,6 +18,7 @@ from tests.support.redis_topologies import RedisClusterServers, SentinelServers
 
 @pytest.fixture(scope="module")
 def cluster():
+    """A cluster of this module's own: its tests kill masters."""
     servers = RedisClusterServers().start()
     yield servers
     servers.stop()
@@ -170,3 +171,24 @@ def _works(client) -> bool:
         return bool(client.set("after", 1))
     except redis.RedisError:
         return False
+
+
+def test_a_stream_that_stops_reading_is_closed_at_its_limit_on_the_cluster(cluster_app):
+    # Given a broadcaster on the cluster whose streams may hold 5 events, and one that reads none
+    hub = Broadcaster(opener(cluster_app.config), inbox_size=5)
+    try:
+        stuck = hub.listen(channel.channel_for(77))
+        assert hub.wait_subscribed(stuck, 10)
+        # When 20 events arrive for it
+        for n in range(20):
+            publish_when_possible(cluster_app, 77, n)
+        # Then it is closed at its limit, and its channel let go on its shard
+        wait_until(lambda: stuck.overflowed, 5, "the stuck stream to be closed")
+        assert stuck.qsize() == 5 and hub.listener_count == 0
+        with cluster_app.app_context():
+            node = channel.redis_client().get_node_from_key(channel.channel_for(77))
+        numsub = lambda: node.redis_connection.execute_command(  # noqa: E731
+            "PUBSUB", "SHARDNUMSUB", channel.channel_for(77))[1]  # fmt: skip
+        wait_until(lambda: numsub() == 0, 5, "the channel to be dropped")
+    finally:
+        hub.stop()

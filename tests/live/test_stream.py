@@ -5,6 +5,7 @@ import threading
 import pytest
 import redis
 import requests
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from devkit.services import wait_until
@@ -12,6 +13,58 @@ from microblog.jobs import events
 from microblog.live import channel as live
 from tests.support.data import SSEReader
 from tests.support.web import live_session
+
+
+# Each stream test runs with the events on the session's Redis and on a Redis Cluster, where
+# they travel by sharded pub/sub: the same streams, resumes and releases hold on both.
+@pytest.fixture(params=["one redis", "redis cluster"])
+def events_topology(request) -> dict[str, str]:
+    """Where the events go, as the web process's environment says it."""
+    if request.param == "one redis":
+        return {}
+    cluster = request.getfixturevalue("redis_cluster")
+    return {"EVENTS_REDIS_URL": cluster.url, "EVENTS_REDIS_CLUSTER": "1"}
+
+
+@pytest.fixture
+def gunicorn_server(live_stacks, database, events_topology) -> str:
+    return live_stacks.gunicorn(database, events_topology)
+
+
+@pytest.fixture
+def live_app(live_stacks, database, events_topology):
+    return live_stacks.app(database, events_topology)
+
+
+@pytest.fixture
+def events_store(live_app):
+    """A client of the Redis (or Redis Cluster) where the events are."""
+    with live_app.app_context():
+        return live.redis_client()
+
+
+def event_nodes(live_app) -> list[redis.Redis]:
+    """Return a client of each Redis server that holds events (each master, on a cluster)."""
+    with live_app.app_context():
+        client = live.redis_client()
+    if isinstance(client, RedisCluster):
+        return [node.redis_connection for node in client.get_primaries()]
+    return [client]
+
+
+def connected_clients(live_app) -> int:
+    return sum(node.info("clients")["connected_clients"] for node in event_nodes(live_app))
+
+
+def subscribers(live_app, channel: str) -> int:
+    """Return how many subscriptions the events' Redis has for ``channel`` (sharded on a
+    cluster: those of the node that owns its slot)."""
+    with live_app.app_context():
+        client = live.redis_client()
+    if isinstance(client, RedisCluster):
+        node = client.get_node_from_key(channel).redis_connection
+        return node.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1]
+    return client.pubsub_numsub(channel)[0][1]
 
 
 @pytest.fixture
@@ -85,7 +138,7 @@ def test_a_user_sees_only_their_own_events_whatever_channel_they_ask_for(
 
 
 def test_last_event_id_replays_missed_events_then_continues_live_without_gaps_or_duplicates(
-    gunicorn_server, live_user, open_stream, publish, redis_server
+    gunicorn_server, live_user, open_stream, publish, events_store
 ):
     # Given events the client saw, then events it missed
     user_id, name = live_user("alice")
@@ -101,7 +154,7 @@ def test_last_event_id_replays_missed_events_then_continues_live_without_gaps_or
 
     # Then it gets every event after the one it saw, once each, in order
     received = reader.wait_for_events(149)
-    logged = redis.Redis.from_url(redis_server.url).xrange(live.log_key(live.channel_for(user_id)))
+    logged = events_store.xrange(live.log_key(live.channel_for(user_id)))
     assert [e["id"] for e in received] == [entry_id.decode() for entry_id, _ in logged[1:]]
     assert [e["data"]["n"] for e in received] == list(range(1, 150))
 
@@ -147,7 +200,7 @@ def test_an_idle_stream_gets_heartbeats(gunicorn_server, live_user, open_stream)
 
 
 def test_streams_share_one_redis_connection_and_closed_ones_are_released(
-    gunicorn_server, live_user, open_stream, redis_server
+    gunicorn_server, live_user, open_stream, live_app
 ):
     # Given one stream open, so the process's shared subscription exists
     user_id, name = live_user("alice")
@@ -155,20 +208,19 @@ def test_streams_share_one_redis_connection_and_closed_ones_are_released(
     open_stream(session)
     # (the server is shared: streams other tests closed may still be on their way out)
     wait_until(lambda: open_streams(gunicorn_server) == 1, 5, "other tests' streams to go")
-    client = redis.Redis.from_url(redis_server.url)
     baseline = 1
-    connections_before = client.info("clients")["connected_clients"]
+    connections_before = connected_clients(live_app)
 
     # When twenty more streams open
     readers = [open_stream(session) for _ in range(20)]
     assert open_streams(gunicorn_server) == baseline + 20
 
     # Then Redis sees no new connection for them
-    assert client.info("clients")["connected_clients"] <= connections_before + 1
+    assert connected_clients(live_app) <= connections_before + 1
     # (one subscriber, on this user's channel only, and no pattern)
     channel = f"user.{user_id}"
-    assert client.pubsub_numsub(channel) == [(channel.encode(), 1)]
-    assert client.execute_command("PUBSUB", "NUMPAT") == 0
+    assert subscribers(live_app, channel) == 1
+    assert all(node.execute_command("PUBSUB", "NUMPAT") == 0 for node in event_nodes(live_app))
 
     # And when they close, the server lets go of them within about a heartbeat (1 s here)
     for reader in readers:
@@ -178,12 +230,12 @@ def test_streams_share_one_redis_connection_and_closed_ones_are_released(
     )
     # And the last one closing unsubscribes the channel
     open_stream.close_all()
-    wait_until(lambda: client.pubsub_numsub(channel) == [(channel.encode(), 0)], 5,
+    wait_until(lambda: subscribers(live_app, channel) == 0, 5,
                "the channel to be unsubscribed after its last stream")  # fmt: skip
 
 
 def test_streams_opening_while_their_users_events_pour_in_miss_nothing(
-    gunicorn_server, live_user, open_stream, publish, redis_server
+    gunicorn_server, live_user, open_stream, publish, events_store
 ):
     # Given five users who each saw a first event
     users = [live_user(f"busy{i}") for i in range(5)]
@@ -199,7 +251,7 @@ def test_streams_opening_while_their_users_events_pour_in_miss_nothing(
     }
     publisher.join()
     # Then each stream gets every event after the one seen, once, in order: the log's ids
-    log = redis.Redis.from_url(redis_server.url)
+    log = events_store
     for user_id, reader in readers.items():
         received = reader.wait_for_events(59)
         logged = [

@@ -15,6 +15,7 @@ from flask import Flask
 
 from devkit.services import MailCatcher, RedisServer, free_port, wait_until
 from microblog import create_app
+from microblog.config import from_environment
 from microblog.extensions import db
 from tests.support import ROOT
 
@@ -46,8 +47,8 @@ class LiveStacks:
         self._directory = directory
         self._redis, self._smtp = redis_server, smtp_server
         self._urls: dict[str, str] = {}
-        self._apps: dict[str, Flask] = {}
-        self._servers: dict[str, Gunicorn] = {}
+        self._apps: dict[tuple, Flask] = {}
+        self._servers: dict[tuple, Gunicorn] = {}
 
     def database(self, kind: str) -> str:
         if kind not in self._urls:
@@ -78,23 +79,30 @@ class LiveStacks:
             "dramatiq_prom_db": str(self._directory / "worker-metrics"),
         }
 
-    def app(self, kind: str) -> Flask:
-        if kind not in self._apps:
-            self._apps[kind] = create_app(
+    def app(self, kind: str, events: dict[str, str] | None = None) -> Flask:
+        """Return an app on this kind's live database (``events``: where its events go, as
+        environment variables, e.g. a Redis Cluster's; the session's Redis by default)."""
+        key = (kind, tuple(sorted((events or {}).items())))
+        if key not in self._apps:
+            self._apps[key] = create_app(
                 {
                     "SQLALCHEMY_DATABASE_URI": self.database(kind),
                     "REDIS_URL": self._redis.url,
                     "MAIL_PORT": self._smtp.port,
+                    **from_environment(events or {}),
                 }
             )
-        return self._apps[kind]
+        return self._apps[key]
 
-    def gunicorn(self, kind: str) -> str:
-        """Return the URL of gunicorn on this kind's database, with 1 s heartbeats."""
-        if kind not in self._servers:
-            env = {**self.env(kind), "SSE_HEARTBEAT_SECONDS": "1"}
-            self._servers[kind] = Gunicorn(env, self._directory / f"gunicorn-{kind}.log")
-        return self._servers[kind].url
+    def gunicorn(self, kind: str, events: dict[str, str] | None = None) -> str:
+        """Return the URL of gunicorn on this kind's database, with 1 s heartbeats (and its
+        events where ``events`` says, as for :meth:`app`)."""
+        key = (kind, tuple(sorted((events or {}).items())))
+        if key not in self._servers:
+            env = {**self.env(kind), "SSE_HEARTBEAT_SECONDS": "1", **(events or {})}
+            name = f"gunicorn-{kind}{'-events' if events else ''}.log"
+            self._servers[key] = Gunicorn(env, self._directory / name)
+        return self._servers[key].url
 
     def gunicorn_log(self, kind: str) -> str:
         """Return what this kind's gunicorn has logged so far (access lines included)."""
