@@ -111,13 +111,20 @@ def amend(event: TaskEvent, **changes: Any) -> TaskEvent:
     return TaskEvent(**(event | changes))
 
 
+# How long a task's end (finished, dismissed) is retried while Redis is away: no later event
+# would bring the open pages up to date.
+FINAL_EVENT_RETRY_SECONDS = 120
+
+
 def announce(type: str, task: Task, **changes: Any) -> None:
     """Tell the task's user (every open tab) and the operators of ``task``, as ``type``."""
     send(task.user_id, type, task_event(task, **changes))
 
 
 def send(user_id: int, type: str, event: TaskEvent) -> None:
-    """Publish an event already built (e.g. kept from before the database went away)."""
+    """Publish an event already built (e.g. kept from before the database went away). A
+    progress event lost to an outage is replaced by the next; an end is retried."""
     if type not in TYPES:
         raise ValueError(f"not a task event type: {type!r}")
-    channel.announce(user_id, type, dict(event))
+    keep_trying = 0 if type == PROGRESS else FINAL_EVENT_RETRY_SECONDS
+    channel.announce(user_id, type, dict(event), keep_trying=keep_trying)

@@ -19,11 +19,14 @@ on a Redis Cluster those may live on different nodes.
 
 import json
 import logging
+import random
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import current_app
+from flask import Flask, current_app
 from flask_sse import Message
 from redis.cluster import RedisCluster
 
@@ -122,13 +125,39 @@ def publish(user_id: int, type: str, data: dict[str, Any]) -> str:
     return event_id
 
 
-def announce(user_id: int, type: str, data: dict[str, Any]) -> None:
+def announce(user_id: int, type: str, data: dict[str, Any], keep_trying: float = 0) -> None:
     """Publish an event for its live view only: a Redis outage is logged, never raised (the
-    truth is in SQL, which the next page load reads)."""
+    truth is in SQL, which the next page load reads).
+
+    :param keep_trying: seconds to go on trying in the background when Redis is away, for an
+        event that no later one replaces (a task's end): a failover takes a few seconds, and
+        the open pages should not wait for a reload to learn it.
+    """
     try:
         publish(user_id, type, data)
     except redis.RedisError as error:
         log.warning("could not publish %s for user %s: %s", type, user_id, error)
+        if keep_trying > 0:
+            app = current_app._get_current_object()
+            deadline = time.monotonic() + keep_trying
+            threading.Thread(target=_publish_later, args=(app, deadline, user_id, type, data),
+                             name="publish-later", daemon=True).start()  # fmt: skip
+
+
+def _publish_later(app: Flask, deadline: float, user_id: int, type: str, data: dict) -> None:
+    """Try to publish an event again about every second until Redis takes it or ``deadline``."""
+    delay = 0.5
+    while time.monotonic() < deadline:
+        time.sleep(delay * random.uniform(0.8, 1.2))
+        delay = min(delay * 2, 4)
+        with app.app_context():
+            try:
+                publish(user_id, type, data)
+            except redis.RedisError:
+                continue
+        log.info("published %s for user %s once Redis was back", type, user_id)
+        return
+    log.warning("gave up publishing %s for user %s: Redis stayed away", type, user_id)
 
 
 def _append_and_publish(channel: str, type: str, data: dict[str, Any]) -> str:

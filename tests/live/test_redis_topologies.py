@@ -6,14 +6,20 @@ import time
 
 import pytest
 import redis
+from sqlalchemy import select
 
 from devkit.services import wait_until
 from microblog import create_app
+from microblog.extensions import db
+from microblog.jobs.models import Task
 from microblog.live import channel
 from microblog.live.stream import Broadcaster, sse
 from microblog.live.subscription import opener
 from microblog.redis_clients import broker_client, events_client
+from tests.support.data import SSEReader
 from tests.support.redis_topologies import RedisClusterServers, SentinelServers
+from tests.support.servers import running_worker
+from tests.support.web import live_session, start_export
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +30,9 @@ def cluster():
     servers.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sentinels():
+    """A master, its replica and three sentinels, for one test: each kills the master."""
     servers = SentinelServers().start()
     yield servers
     servers.stop()
@@ -192,3 +199,59 @@ def test_a_stream_that_stops_reading_is_closed_at_its_limit_on_the_cluster(clust
         wait_until(lambda: numsub() == 0, 5, "the channel to be dropped")
     finally:
         hub.stop()
+
+
+@pytest.fixture
+def fresh_cluster():
+    """A cluster for one test that kills one of its masters."""
+    servers = RedisClusterServers().start()
+    yield servers
+    servers.stop()
+
+
+@pytest.mark.parametrize("dies", ["the sentinels' broker master", "the events' shard master"])
+def test_an_export_survives_a_redis_master_dying(
+    dies, request, live_stacks, database, live_env, live_user, smtp_server, tmp_path
+):
+    # Given gunicorn and a worker whose broker and events are behind the sentinels (or whose
+    # events are on a Redis Cluster), and a user with enough posts for the export to take a
+    # few seconds, watching their stream
+    if dies == "the sentinels' broker master":
+        sentinels = request.getfixturevalue("sentinels")
+        redis_env = {"REDIS_URL": sentinels.url, "REDIS_SENTINEL_MASTER": sentinels.MASTER,
+                     "REDIS_SENTINELS": ",".join(sentinels.sentinel_addresses)}  # fmt: skip
+    else:
+        cluster = request.getfixturevalue("fresh_cluster")
+        redis_env = {"EVENTS_REDIS_URL": cluster.url, "EVENTS_REDIS_CLUSTER": "1"}
+    server = live_stacks.gunicorn(database, redis_env)
+    app = live_stacks.app(database, redis_env)
+    user_id, name = live_user("failover", posts=60_000)
+    session = live_session(server, name)
+    stream = SSEReader(session.get(server + "/stream", stream=True, timeout=30))
+    stream.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
+    try:
+        with running_worker({**live_env, **redis_env}, tmp_path / "worker.log",
+                            empty_queue="REDIS_SENTINELS" not in redis_env):  # fmt: skip
+            start_export(session, server)
+            stream.wait_for(lambda r: any(0 < e["data"]["progress"] < 100 for e in r.events),
+                            60, "the export to be under way")  # fmt: skip
+            # When that master is killed mid-export
+            killed_at = time.monotonic()
+            if dies == "the sentinels' broker master":
+                sentinels.wait_failed_over(sentinels.kill_master())
+            else:
+                cluster.kill_master_of(channel.channel_for(user_id))
+                cluster.wait_failed_over()
+            # Then the open page's card reaches 100 % without a reload, within 30 s
+            succeeded = lambda r: any(e["data"]["status"] == "succeeded" for e in r.events)  # noqa: E731
+            stream.wait_for(succeeded, 30, "the export to succeed")
+            assert time.monotonic() - killed_at < 30
+        finished = [e for e in stream.events if e["event"] == "task.finished"]
+        assert [e["data"]["progress"] for e in finished] == [100]
+        with app.app_context():
+            task = db.session.scalar(select(Task).where(Task.user_id == user_id))
+            assert task.status == "succeeded"
+        # and the user got exactly one email
+        assert len([m for m in smtp_server.messages if name in m["To"]]) == 1
+    finally:
+        stream.close()

@@ -79,28 +79,30 @@ class LiveStacks:
             "dramatiq_prom_db": str(self._directory / "worker-metrics"),
         }
 
-    def app(self, kind: str, events: dict[str, str] | None = None) -> Flask:
-        """Return an app on this kind's live database (``events``: where its events go, as
-        environment variables, e.g. a Redis Cluster's; the session's Redis by default)."""
-        key = (kind, tuple(sorted((events or {}).items())))
+    def app(self, kind: str, redis_env: dict[str, str] | None = None) -> Flask:
+        """Return an app on this kind's live database (``redis_env``: where its broker and events
+        are, as environment variables, e.g. a Redis Cluster's; the session's Redis by default)."""
+        key = (kind, tuple(sorted((redis_env or {}).items())))
         if key not in self._apps:
             self._apps[key] = create_app(
                 {
                     "SQLALCHEMY_DATABASE_URI": self.database(kind),
                     "REDIS_URL": self._redis.url,
                     "MAIL_PORT": self._smtp.port,
-                    **from_environment(events or {}),
+                    **from_environment(redis_env or {}),
                 }
             )
         return self._apps[key]
 
-    def gunicorn(self, kind: str, events: dict[str, str] | None = None) -> str:
+    def gunicorn(self, kind: str, redis_env: dict[str, str] | None = None) -> str:
         """Return the URL of gunicorn on this kind's database, with 1 s heartbeats (and its
-        events where ``events`` says, as for :meth:`app`)."""
-        key = (kind, tuple(sorted((events or {}).items())))
+        Redis where ``redis_env`` says, as for :meth:`app`)."""
+        key = (kind, tuple(sorted((redis_env or {}).items())))
         if key not in self._servers:
-            env = {**self.env(kind), "SSE_HEARTBEAT_SECONDS": "1", **(events or {})}
-            name = f"gunicorn-{kind}{'-events' if events else ''}.log"
+            env = {**self.env(kind), "SSE_HEARTBEAT_SECONDS": "1", **(redis_env or {})}
+            name = (
+                f"gunicorn-{kind}-{len(self._servers)}.log" if redis_env else f"gunicorn-{kind}.log"
+            )
             self._servers[key] = Gunicorn(env, self._directory / name)
         return self._servers[key].url
 
