@@ -7,14 +7,16 @@ event ids (the stream's entry ids) always agree. Messages keep flask-sse's wire 
 the publisher's contract (see ``docs/events.md``); this module carries any JSON object.
 
 The log's hash tag is its channel's name, so on a Redis Cluster a channel and its log map to
-the same slot (a name without braces is hashed whole). That keeps the way open to sharded
-pub/sub (``SPUBLISH``/``SSUBSCRIBE``, which has no pattern form): each script would touch one
-node, the one its channel's listeners read from.
+the same slot (a name without braces is hashed whole): the script touches one node, and
+publishes there with sharded pub/sub (``SPUBLISH``), to the subscribers that node has.
 
-A copy of every event, with its ``user_id``, goes the same way on the operators' channel
-``operators`` (its own log, its own ids), which only the admin page listens to. It is a second
-script call rather than part of the first, so that each script touches one channel's keys:
-on a Redis Cluster those may live on different nodes.
+While an operators' page is open, a copy of every event, with its ``user_id``, goes the same
+way on the operators' channel ``operators`` (its own log, its own ids), which only that page
+listens to. The page marks itself watching (:func:`mark_operators_watching`) when it is
+rendered and on every heartbeat of its stream; without the mark no copy is made, so that one
+channel (on a cluster, one shard) does not carry every event of the site for nobody. It is a
+second script call rather than part of the first, so that each script touches one channel's
+keys: on a Redis Cluster those may live on different nodes.
 """
 
 import json
@@ -36,6 +38,8 @@ from microblog.redis_clients import events_client, events_on_cluster
 log = logging.getLogger(__name__)
 
 OPERATORS = "operators"  # every user's events, for the admin page
+OPERATORS_WATCHING = "operators:watching"  # set while an operators' page is open
+WATCHING_SECONDS = 60  # the mark's life: several of the page's heartbeats
 LOG_LENGTH = 200  # events kept per channel for resuming streams
 LOG_TTL_SECONDS = 24 * 3600
 POOL_SIZE = 20  # Redis connections per process for events, however many streams ask at once
@@ -113,16 +117,25 @@ def redis_client() -> redis.Redis | RedisCluster:
 
 
 def publish(user_id: int, type: str, data: dict[str, Any]) -> str:
-    """Log and publish one event on the user's channel, and a copy for operators; return the
-    user's event id.
+    """Log and publish one event on the user's channel, and a copy for operators if their page
+    is open; return the user's event id.
 
     :raise redis.RedisError: Redis is away; see :func:`announce` for callers that must not
         fail with it.
     """
     event_id = _append_and_publish(channel_for(user_id), type, data)
     metrics.EVENTS_PUBLISHED.labels(type).inc()
-    _append_and_publish(OPERATORS, type, data | {"user_id": user_id})
+    if redis_client().exists(OPERATORS_WATCHING):
+        _append_and_publish(OPERATORS, type, data | {"user_id": user_id})
     return event_id
+
+
+def mark_operators_watching() -> None:
+    """Say that an operators' page is open: events are copied to it for ``WATCHING_SECONDS``.
+
+    :raise redis.RedisError: Redis is away (the page's stream cannot open either).
+    """
+    redis_client().set(OPERATORS_WATCHING, 1, ex=WATCHING_SECONDS)
 
 
 def announce(user_id: int, type: str, data: dict[str, Any], keep_trying: float = 0) -> None:

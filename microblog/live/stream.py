@@ -51,10 +51,12 @@ from microblog.i18n import current_language
 from microblog.live import subscription
 from microblog.live.channel import (
     OPERATORS,
+    WATCHING_SECONDS,
     channel_for,
     event_types,
     latest_id,
     localizer,
+    mark_operators_watching,
     missed_since,
     redis_client,
 )
@@ -374,6 +376,7 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         """
         config = current_app.config
         newest = event_key(last_id)
+        next_mark = 0.0  # an operators' page marks itself watching while its stream is open
         for message in missed_since(channel, last_id):
             newest = event_key(message.id)
             yield message
@@ -382,6 +385,9 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
         # buffer and draws a reset), so beat twice per interval to release it within one.
         beat = config["SSE_HEARTBEAT_SECONDS"] / 2
         while (remaining := deadline - time.monotonic()) > 0 and not inbox.overflowed:
+            if channel == OPERATORS and time.monotonic() >= next_mark:
+                mark_operators_watching()
+                next_mark = time.monotonic() + WATCHING_SECONDS / 4
             try:
                 item = inbox.get(timeout=min(beat, remaining))
             except queue.Empty:
@@ -468,6 +474,8 @@ def stream_url(channel: str | None = None, endpoint: str = "events.stream") -> s
     By default the signed-in user's stream; the admin page passes the operators' channel.
     """
     try:
+        if channel == OPERATORS:  # copies from now on, before the resume point is read
+            mark_operators_watching()
         last_id = latest_id(channel or channel_for(current_user.id))
     except redis.RedisError:
         return None

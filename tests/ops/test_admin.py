@@ -1,15 +1,18 @@
 """The operators' page and the admin role, on the real database, Redis and a real worker."""
 
+import json
 import re
 from datetime import timedelta
 
 import pytest
+import redis
 import requests
 from sqlalchemy import select
 
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.jobs.models import Task
+from microblog.live import channel
 from tests.support.data import SSEReader, make_task
 from tests.support.web import JSON, live_session
 
@@ -178,3 +181,17 @@ def test_the_operators_stream_carries_every_users_events_and_only_to_admins(
     # And bob himself cannot open it
     assert bob_session.get(gunicorn_server + "/admin/stream", timeout=10).status_code == 404
     assert requests.get(gunicorn_server + "/admin/stream", timeout=10).status_code == 404
+
+
+def test_events_are_copied_for_operators_only_while_their_page_is_open(app_context, redis_server):
+    store = redis.Redis.from_url(redis_server.url)
+    operators_log = channel.log_key(channel.OPERATORS)
+    # With no operators' page open, a user's event is not copied
+    channel.publish(7, "task.progress", {"n": 1})
+    assert store.xlen(operators_log) == 0 and store.xlen(channel.log_key("user.7")) == 1
+    # Once a page says it is open, every event is, with its user's id, for about a minute
+    channel.mark_operators_watching()
+    channel.publish(7, "task.progress", {"n": 2})
+    copies = store.xrange(operators_log)
+    assert [json.loads(fields[b"data"]) for _, fields in copies] == [{"n": 2, "user_id": 7}]
+    assert 0 < store.ttl(channel.OPERATORS_WATCHING) <= channel.WATCHING_SECONDS
