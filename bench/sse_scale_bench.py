@@ -1,7 +1,8 @@
 """SSE at scale: many users' streams on several web processes, per-channel subscriptions
-against the previous design (one ``PSUBSCRIBE user.*`` per process), measured in one run.
+against the previous design (one ``PSUBSCRIBE user.*`` per process), measured in one run;
+and the events on a three-shard Redis Cluster (sharded pub/sub) against one Redis.
 
-    python -m bench.sse_scale_bench [--quick]
+    python -m bench.sse_scale_bench [--quick] [--layout spread|dense|cluster]
 
 Two layouts, each served by real gunicorn (gevent) on Redis and SQLite:
 
@@ -35,10 +36,12 @@ import requests
 from flask_login.utils import _create_identifier
 
 from bench.common import ROOT, scratch_dir
+from devkit.redis_topologies import RedisClusterServers
 from devkit.services import RedisServer, free_port, wait_until
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.auth.sessions import open_sign_in
+from microblog.config import from_environment
 from microblog.extensions import db
 from microblog.jobs import events
 from microblog.live import channel as live
@@ -48,6 +51,8 @@ DESIGNS = {
     "per-channel": ("wsgi:app", {}),
     "unfrozen": ("wsgi:app", {"GC_FREEZE_SECONDS": "0"}),
     "pattern": ("bench.pattern_wsgi:app", {}),
+    # The events on the site's Redis Cluster (its URL is added when the cluster is started).
+    "cluster": ("wsgi:app", {"EVENTS_REDIS_CLUSTER": "1"}),
 }
 # A progress event as the export job sends it, plus what the benchmark needs to measure.
 SAMPLE = {
@@ -68,6 +73,7 @@ SEQ = re.compile(rb'"sent_at": ([0-9.]+), "seq": (\d+)')  # flask-sse sorts the 
 
 
 DENSE = ("per-channel", "unfrozen", "pattern")
+ON_CLUSTER = ("per-channel", "cluster")  # one Redis, then the events on a three-shard cluster
 
 
 @dataclass
@@ -88,10 +94,12 @@ class Layout:
 
 
 class Site:
-    """Redis and a SQLite database with ``users`` users, each signed in once."""
+    """Redis (and a Redis Cluster, if asked) and a SQLite database with ``users`` users, each
+    signed in once."""
 
-    def __init__(self, users: int) -> None:
+    def __init__(self, users: int, cluster: bool = False) -> None:
         self.redis = RedisServer().start()
+        self.cluster = RedisClusterServers().start() if cluster else None
         self.dir = scratch_dir()
         self.database = f"sqlite:///{self.dir / 'bench.sqlite'}"
         app = create_app({"SQLALCHEMY_DATABASE_URI": self.database, "REDIS_URL": self.redis.url})
@@ -116,8 +124,23 @@ class Site:
             db.session.commit()
         self.user_ids = sorted(self.cookies)
 
+    def events_env(self, design: str) -> dict[str, str]:
+        """Where ``design``'s events go, as environment variables."""
+        env = dict(DESIGNS[design][1])
+        if design == "cluster":
+            env["EVENTS_REDIS_URL"] = self.cluster.url
+        return env
+
+    def event_servers(self, design: str) -> list[redis.Redis]:
+        """A client of each Redis server the events of ``design`` go through."""
+        if design == "cluster":
+            return [redis.Redis(port=port) for port in self.cluster.shard_masters()]
+        return [redis.Redis.from_url(self.redis.url)]
+
     def stop(self) -> None:
         self.redis.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
 
 class Web:
@@ -136,9 +159,10 @@ class Web:
             "METRICS_TOKEN": self.metrics_token,
             "LOG_LEVEL": "warning",
             "PROMETHEUS_MULTIPROC_DIR": str(scratch_dir()),
-            **DESIGNS[design][1],
+            **site.events_env(design),
         }
         env.pop("PYTHONPATH", None)
+        self.design = design
         self.log = site.dir / f"gunicorn-{design}-{processes}.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--access-logfile",
@@ -241,8 +265,9 @@ async def open_streams(port: int, cookies: list[str], receipts: Receipts) -> lis
 
 
 async def publish(
-    redis_url: str, users: list[int], rate: int, seconds: float, first: int
-) -> tuple[int, float]:
+    redis_url: str, users: list[int], rate: int, seconds: float, first: int,
+    events_env: dict[str, str],
+) -> tuple[int, float]:  # fmt: skip
     """Publish ``rate × seconds`` events to random users from enough publisher processes;
     return how many were published and in how long. Sequence numbers start at ``first``."""
     count = int(rate * seconds)
@@ -259,6 +284,7 @@ async def publish(
                 json.dumps(
                     {
                         "redis": redis_url,
+                        "events": events_env,
                         "users": users,
                         "rate": rate / processes,
                         "start": share.start,
@@ -283,7 +309,8 @@ async def publish(
 
 def publisher(spec: dict) -> None:
     """Publish events spec["start"]:spec["stop"]:spec["step"] at spec["rate"] per second."""
-    app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "REDIS_URL": spec["redis"]})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "REDIS_URL": spec["redis"],
+                      **from_environment(spec["events"])})  # fmt: skip
     users, rate = spec["users"], spec["rate"]
     seqs = range(spec["start"], spec["stop"], spec["step"])
     began = time.monotonic()
@@ -343,20 +370,26 @@ async def measure(
 ) -> dict:
     """Publish at ``rate`` for ``seconds`` (sequence numbers from ``first``); wait for every
     copy (15 s at most) and report what arrived, how fast, and at what cost."""
-    client = redis.Redis.from_url(site.redis.url)
+    servers = site.event_servers(web.design)
     workers = web.workers()
     cpu = [w.cpu_times() for w in workers]
-    out_before = client.info("stats")["total_net_output_bytes"]
+    out_before = [server.info("stats")["total_net_output_bytes"] for server in servers]
+    commands_before = [server.info("stats")["total_commands_processed"] for server in servers]
     scraped = await asyncio.to_thread(web.scrape)
     wall = time.monotonic()
     users = site.user_ids[: layout.users]
-    published, publishing = await publish(site.redis.url, users, rate, seconds, first)
+    published, publishing = await publish(site.redis.url, users, rate, seconds, first,
+                                          site.events_env(web.design))  # fmt: skip
     wall = time.monotonic() - wall
     cpu = [
         (sum(w.cpu_times()[:2]) - sum(before[:2])) / wall
         for w, before in zip(workers, cpu, strict=True)
     ]
-    out = client.info("stats")["total_net_output_bytes"] - out_before
+    outs = [server.info("stats")["total_net_output_bytes"] - before
+            for server, before in zip(servers, out_before, strict=True)]  # fmt: skip
+    commands = [server.info("stats")["total_commands_processed"] - before
+                for server, before in zip(servers, commands_before, strict=True)]  # fmt: skip
+    out = sum(outs)
     per_event = layout.streams_per_user
     expected = published * per_event
     seqs = range(first, first + published)
@@ -371,7 +404,8 @@ async def measure(
     latencies = sorted(receipts.latencies)
     receipts.latencies.clear()
     scraped = {k: v - scraped[k] for k, v in (await asyncio.to_thread(web.scrape)).items()}
-    client.close()
+    for server in servers:
+        server.close()
     return {
         "rate": rate, "achieved": published / publishing, "published": published,
         "expected": expected, "delivered": delivered(),
@@ -382,6 +416,9 @@ async def measure(
         "cpu": cpu, "out_bytes": out / published, "copies": scraped["received"] / published,
         "full_gcs": scraped["full"], "full_gc_ms": scraped["full_seconds"] * 1000,
         "long_pauses": scraped["long"],
+        # Each Redis server's share of the work: output bytes, and commands (the publishes)
+        "out_shares": [o / out for o in outs] if out else [],
+        "command_shares": [c / sum(commands) for c in commands] if sum(commands) else [],
     }  # fmt: skip
 
 
@@ -395,14 +432,18 @@ def format_row(row: dict) -> str:
         f"Redis out {row['out_bytes']:6.0f} B/event, {row['copies']:.2f} copies/event  "
         f"full GCs {row['full_gcs']:.0f} ({row['full_gc_ms']:.0f} ms), "
         f"pauses > 100 ms: {row['long_pauses']:.0f}"
-    )
+        + (f"  shards: out {' '.join(f'{x:.0%}' for x in row['out_shares'])}, commands "
+           f"{' '.join(f'{x:.0%}' for x in row['command_shares'])}"
+           if len(row["out_shares"]) > 1 else "")
+    )  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller layouts, shorter steps")
     parser.add_argument("--scale", type=float, default=1.0, help="lengthen each step so many times")
-    parser.add_argument("--layout", choices=["spread", "dense"], help="run only this layout")
+    parser.add_argument("--layout", choices=["spread", "dense", "cluster"],
+                        help="run only this layout")  # fmt: skip
     parser.add_argument("--publisher", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publisher:
@@ -410,15 +451,18 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one file per client stream
     if args.quick:
-        layouts = [Layout(200, 1, 4, [100, 1000], 2), Layout(100, 10, 1, [100], 2, DENSE)]
+        layouts = [Layout(200, 1, 4, [100, 1000], 2), Layout(100, 10, 1, [100], 2, DENSE),
+                   Layout(300, 1, 3, [100, 1000], 2, ON_CLUSTER)]  # fmt: skip
     else:
         layouts = [
             Layout(2000, 1, 4, [100, 1000, 3000, 5000]),
             Layout(1000, 10, 1, [100, 300, 1000], 15, DENSE),
+            Layout(4500, 1, 3, [300, 1000, 3000], 5, ON_CLUSTER),
         ]
     if args.layout:
-        layouts = [layouts[["spread", "dense"].index(args.layout)]]
-    site = Site(max(layout.users for layout in layouts))
+        layouts = [layouts[["spread", "dense", "cluster"].index(args.layout)]]
+    cluster = any("cluster" in layout.designs for layout in layouts)
+    site = Site(max(layout.users for layout in layouts), cluster=cluster)
     try:
         for layout in layouts:
             print(f"{layout}:", flush=True)

@@ -8,12 +8,12 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from devkit.redis_topologies import RedisClusterServers
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from tests.support.data import insert_posts
 from tests.support.databases import KINDS, Databases, PostgresServer
-from tests.support.redis_topologies import RedisClusterServers
 from tests.support.servers import LiveStacks, make_config
 from tests.support.web import PASSWORD, AuthActions
 

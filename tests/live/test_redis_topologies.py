@@ -8,6 +8,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from devkit.redis_topologies import RedisClusterServers, SentinelServers
 from devkit.services import wait_until
 from microblog import create_app
 from microblog.extensions import db
@@ -17,7 +18,6 @@ from microblog.live.stream import Broadcaster, sse
 from microblog.live.subscription import opener
 from microblog.redis_clients import broker_client, events_client
 from tests.support.data import SSEReader
-from tests.support.redis_topologies import RedisClusterServers, SentinelServers
 from tests.support.servers import running_worker
 from tests.support.web import live_session, start_export
 
