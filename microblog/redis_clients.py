@@ -65,9 +65,10 @@ def events_client(config: dict[str, Any], **options: Any) -> redis.Redis | Redis
     """Return a client of the events' Redis: a cluster client on a Redis Cluster, else one
     whose ``max_connections`` connections are shared by every caller, who wait their turn
     (up to ``timeout``) when all are in use."""
-    if events_on_cluster(config):
-        options.pop("timeout", None)
-        return RedisCluster.from_url(events_url(config), **options)
+    if events_on_cluster(config):  # the same kind of pool to each node
+        return RedisCluster.from_url(events_url(config),
+                                     connection_pool_class=redis.BlockingConnectionPool,
+                                     **options)  # fmt: skip
     if sentinel_addresses(config) and not config.get("EVENTS_REDIS_URL"):
         return _through_sentinel(config, config["REDIS_URL"],
                                  connection_pool_class=SentinelBlockingConnectionPool,

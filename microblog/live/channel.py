@@ -103,17 +103,24 @@ def redis_client() -> redis.Redis | RedisCluster:
     opening at once (each reads the log) wait their turn for a connection instead of
     opening a thousand."""
     client = current_app.extensions.get("microblog.redis")
-    if client is None:
-        client = events_client(
-            current_app.config,
-            max_connections=POOL_SIZE,
-            timeout=5,  # longest wait for a free connection
-            socket_timeout=5,
-            socket_connect_timeout=2,  # a page must not hang on an unreachable Redis
-            health_check_interval=30,
-        )
-        current_app.extensions["microblog.redis"] = client
-    return client
+    if client is not None:
+        return client
+    with _creation:  # the first streams arrive together and must share one: a cluster's
+        # client reads the cluster's slots when it is made, and other requests run meanwhile
+        client = current_app.extensions.get("microblog.redis")
+        if client is None:
+            client = current_app.extensions["microblog.redis"] = events_client(
+                current_app.config,
+                max_connections=POOL_SIZE,
+                timeout=5,  # longest wait for a free connection
+                socket_timeout=5,
+                socket_connect_timeout=2,  # a page must not hang on an unreachable Redis
+                health_check_interval=30,
+            )
+        return client
+
+
+_creation = threading.Lock()
 
 
 def publish(user_id: int, type: str, data: dict[str, Any]) -> str:
@@ -125,17 +132,40 @@ def publish(user_id: int, type: str, data: dict[str, Any]) -> str:
     """
     event_id = _append_and_publish(channel_for(user_id), type, data)
     metrics.EVENTS_PUBLISHED.labels(type).inc()
-    if redis_client().exists(OPERATORS_WATCHING):
+    if operators_watching():
         _append_and_publish(OPERATORS, type, data | {"user_id": user_id})
     return event_id
 
 
+# This process's knowledge of the mark: read from Redis at most once per WATCHING_CHECK
+# seconds (the mark's key sits on one node of a cluster, which every publish would otherwise
+# ask), known at once when this process set it.
+WATCHING_CHECK = 1.0
+
+
+def _watching() -> dict[str, float]:
+    return current_app.extensions.setdefault(
+        "microblog.operators_watching", {"checked_at": -WATCHING_CHECK, "until": 0.0}
+    )
+
+
+def operators_watching() -> bool:
+    """Say whether an operators' page is open, as this process last learnt."""
+    now, known = time.monotonic(), _watching()
+    if now >= known["until"] and now - known["checked_at"] >= WATCHING_CHECK:
+        ttl = redis_client().pttl(OPERATORS_WATCHING)
+        known.update(checked_at=now, until=now + ttl / 1000 if ttl > 0 else 0.0)
+    return now < known["until"]
+
+
 def mark_operators_watching() -> None:
-    """Say that an operators' page is open: events are copied to it for ``WATCHING_SECONDS``.
+    """Say that an operators' page is open: events are copied to it for ``WATCHING_SECONDS``
+    (by other processes from their next look at the mark, at most a second later).
 
     :raise redis.RedisError: Redis is away (the page's stream cannot open either).
     """
     redis_client().set(OPERATORS_WATCHING, 1, ex=WATCHING_SECONDS)
+    _watching()["until"] = time.monotonic() + WATCHING_SECONDS
 
 
 def announce(user_id: int, type: str, data: dict[str, Any], keep_trying: float = 0) -> None:
