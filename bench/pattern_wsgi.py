@@ -8,7 +8,8 @@ subscriptions.
 
 import queue
 
-from microblog import create_app, stream
+from microblog import create_app
+from microblog.live import stream
 
 PATTERN = "user.*"
 
@@ -17,7 +18,8 @@ class PatternBroadcaster(stream.Broadcaster):
     """Every user's channel through one pattern; a listener's channel is "subscribed" as soon
     as the pattern is."""
 
-    def _apply_requests(self, pubsub) -> None:
+    def _apply_requests(self, subscription) -> None:
+        pubsub = subscription.pubsub  # one Redis: the pattern design has no cluster form
         if not pubsub.patterns:  # a new connection: confirmed once Redis answers
             self._subscribed = False
             pubsub.psubscribe(PATTERN)
