@@ -13,7 +13,8 @@ publishes there with sharded pub/sub (``SPUBLISH``), to the subscribers that nod
 While an operators' page is open, a copy of every event, with its ``user_id``, goes the same
 way on the operators' channel ``operators`` (its own log, its own ids), which only that page
 listens to. The page marks itself watching (:func:`mark_operators_watching`) when it is
-rendered and on every heartbeat of its stream; without the mark no copy is made, so that one
+rendered and every quarter minute while its stream is open; without the mark no copy is made
+(each process reads it at most once a second), so that one
 channel (on a cluster, one shard) does not carry every event of the site for nobody. It is a
 second script call rather than part of the first, so that each script touches one channel's
 keys: on a Redis Cluster those may live on different nodes.
