@@ -255,3 +255,43 @@ def test_an_export_survives_a_redis_master_dying(
         assert len([m for m in smtp_server.messages if name in m["To"]]) == 1
     finally:
         stream.close()
+
+
+def move_slot(cluster, key: str) -> int:
+    """Move ``key``'s slot, with its keys, to another master, as a resharding does; return the
+    port of its new master."""
+    slot = redis.cluster.key_slot(key.encode())
+    source_port = cluster.master_of(key)
+    target_port = next(port for port in cluster.shard_masters() if port != source_port)
+    source, target = redis.Redis(port=source_port), redis.Redis(port=target_port)
+    source_id, target_id = (node.execute_command("CLUSTER", "MYID").decode()
+                            for node in (source, target))  # fmt: skip
+    target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        source.execute_command("MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", *keys)
+    for port in cluster.shard_masters():
+        redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    wait_until(lambda: cluster.master_of(key) == target_port, 10, "the slot to move")
+    return target_port
+
+
+def test_a_stream_follows_its_channel_to_the_shard_its_slot_moved_to(cluster, cluster_app, hubs):
+    # Given a stream of user 314 that has had its first event
+    hub = hubs(cluster_app)
+    name = channel.channel_for(314)
+    with cluster_app.app_context():
+        start = channel.latest_id(name)
+    inbox = hub.listen(name)
+    assert hub.wait_subscribed(inbox, 10)
+    publish_when_possible(cluster_app, 314, 1)
+    assert received(cluster_app, name, start, inbox, want=1)[0][0] == 1
+    # When its slot (its channel and its log) moves to another master
+    move_slot(cluster, name)
+    # Then events published after the move reach the stream, once each, in order
+    ids = [publish_when_possible(cluster_app, 314, n) for n in (2, 3)]
+    with cluster_app.app_context():
+        after_first = channel.missed_since(name, start)[0].id
+    assert received(cluster_app, name, after_first, inbox, want=2) == list(
+        zip((2, 3), ids, strict=True)
+    )
