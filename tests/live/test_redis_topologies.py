@@ -16,7 +16,7 @@ from microblog.jobs.models import Task
 from microblog.live import channel
 from microblog.live.stream import Broadcaster, sse
 from microblog.live.subscription import opener
-from microblog.redis_clients import broker_client, events_client
+from microblog.redis_clients import broker_client
 from tests.support.data import SSEReader
 from tests.support.servers import running_worker
 from tests.support.web import live_session, start_export
@@ -89,6 +89,28 @@ def received(app, channel_name: str, last_id: str, inbox, want: int, timeout: fl
     return got
 
 
+class Watched:
+    """A stream of one user through a broadcaster, which has had the user's first event."""
+
+    def __init__(self, app, hub: Broadcaster, user_id: int) -> None:
+        self.app, self.user_id = app, user_id
+        self.name = channel.channel_for(user_id)
+        with app.app_context():
+            start = channel.latest_id(self.name)
+        self.inbox = hub.listen(self.name)
+        assert hub.wait_subscribed(self.inbox, 10)
+        first = publish_when_possible(app, user_id, 1)
+        assert received(app, self.name, start, self.inbox, want=1) == [(1, first)]
+        self.after = first
+
+    def gets_every_later_event(self, *numbers: int) -> None:
+        """Publish ``numbers`` now; the stream must deliver each once, in order, live or from
+        the log."""
+        ids = [publish_when_possible(self.app, self.user_id, n) for n in numbers]
+        got = received(self.app, self.name, self.after, self.inbox, want=len(numbers))
+        assert got == list(zip(numbers, ids, strict=True))
+
+
 def test_events_spread_over_the_shards_and_reach_one_subscription_per_shard(
     cluster, cluster_app, hubs
 ):
@@ -125,24 +147,13 @@ def test_events_spread_over_the_shards_and_reach_one_subscription_per_shard(
 
 def test_a_stream_misses_nothing_when_its_shard_master_is_killed(cluster, cluster_app, hubs):
     # Given a stream of user 42 that has had its first event
-    hub = hubs(cluster_app)
-    name = channel.channel_for(42)
-    with cluster_app.app_context():
-        start = channel.latest_id(name)
-    inbox = hub.listen(name)
-    assert hub.wait_subscribed(inbox, 10)
-    publish_when_possible(cluster_app, 42, 1)
-    assert received(cluster_app, name, start, inbox, want=1)[0][0] == 1
-    # When the master holding its slot is killed and its replica takes over, and events go on
-    killed = cluster.kill_master_of(name)
+    stream = Watched(cluster_app, hubs(cluster_app), 42)
+    # When the master holding its slot is killed and its replica takes over
+    killed = cluster.kill_master_of(stream.name)
     cluster.wait_failed_over()
-    assert cluster.master_of(name) != killed
-    ids = [publish_when_possible(cluster_app, 42, n) for n in (2, 3, 4)]
+    assert cluster.master_of(stream.name) != killed
     # Then the stream delivers every later event once, in order, live or from the log
-    with cluster_app.app_context():
-        after_first = channel.missed_since(name, start)[0].id
-    got = received(cluster_app, name, after_first, inbox, want=3)
-    assert got == list(zip((2, 3, 4), ids, strict=True))
+    stream.gets_every_later_event(2, 3, 4)
 
 
 def test_the_broker_and_the_events_follow_a_sentinel_failover(sentinels, hubs):
@@ -151,14 +162,7 @@ def test_the_broker_and_the_events_follow_a_sentinel_failover(sentinels, hubs):
                  REDIS_SENTINEL_MASTER=sentinels.MASTER)  # fmt: skip
     broker = broker_client(app.config, socket_timeout=2)
     assert broker.set("before", 1) and broker.info("server")["tcp_port"] == sentinels.master()
-    hub = hubs(app)
-    name = channel.channel_for(5)
-    with app.app_context():
-        start = channel.latest_id(name)
-    inbox = hub.listen(name)
-    assert hub.wait_subscribed(inbox, 10)
-    publish_when_possible(app, 5, 1)
-    assert received(app, name, start, inbox, want=1)[0][0] == 1
+    stream = Watched(app, hubs(app), 5)
     # When the master is killed and the sentinels promote the replica
     old = sentinels.kill_master()
     new = sentinels.wait_failed_over(old)
@@ -166,11 +170,7 @@ def test_the_broker_and_the_events_follow_a_sentinel_failover(sentinels, hubs):
     wait_until(lambda: _works(broker), 30, "the broker's client to reach the new master")
     assert broker.info("server")["tcp_port"] == new
     # and the stream gets the events published after it, once each, in order
-    ids = [publish_when_possible(app, 5, n) for n in (2, 3)]
-    with app.app_context():
-        after_first = channel.missed_since(name, start)[0].id
-        assert events_client(app.config).ping()
-    assert received(app, name, after_first, inbox, want=2) == list(zip((2, 3), ids, strict=True))
+    stream.gets_every_later_event(2, 3)
 
 
 def _works(client) -> bool:
@@ -278,20 +278,8 @@ def move_slot(cluster, key: str) -> int:
 
 def test_a_stream_follows_its_channel_to_the_shard_its_slot_moved_to(cluster, cluster_app, hubs):
     # Given a stream of user 314 that has had its first event
-    hub = hubs(cluster_app)
-    name = channel.channel_for(314)
-    with cluster_app.app_context():
-        start = channel.latest_id(name)
-    inbox = hub.listen(name)
-    assert hub.wait_subscribed(inbox, 10)
-    publish_when_possible(cluster_app, 314, 1)
-    assert received(cluster_app, name, start, inbox, want=1)[0][0] == 1
+    stream = Watched(cluster_app, hubs(cluster_app), 314)
     # When its slot (its channel and its log) moves to another master
-    move_slot(cluster, name)
+    move_slot(cluster, stream.name)
     # Then events published after the move reach the stream, once each, in order
-    ids = [publish_when_possible(cluster_app, 314, n) for n in (2, 3)]
-    with cluster_app.app_context():
-        after_first = channel.missed_since(name, start)[0].id
-    assert received(cluster_app, name, after_first, inbox, want=2) == list(
-        zip((2, 3), ids, strict=True)
-    )
+    stream.gets_every_later_event(2, 3)
