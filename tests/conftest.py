@@ -12,6 +12,7 @@ from devkit.redis_topologies import RedisClusterServers
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
+from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.data import insert_posts
 from tests.support.databases import KINDS, Databases, PostgresServer
 from tests.support.servers import LiveStacks, make_config
@@ -102,6 +103,20 @@ def make_user(app: Flask):
 @pytest.fixture
 def auth(client: FlaskClient, make_user) -> AuthActions:
     return AuthActions(client, make_user)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One chromium per module, for the tests that drive a real browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=CHROMIUM_ARGS,
+        )
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

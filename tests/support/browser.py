@@ -47,3 +47,19 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def watch_task_bar(page) -> None:
+    """Keep in ``window.seenValues`` every value the first task card's bar shows from now."""
+    page.evaluate("""() => {
+        window.seenValues = [];
+        new MutationObserver(() => {
+            const bar = document.querySelector('#tasks .progress');
+            if (bar) window.seenValues.push(Number(bar.getAttribute('aria-valuenow')));
+        }).observe(document.getElementById('tasks'),
+                   {subtree: true, childList: true, attributes: true});
+    }""")
+
+
+def bar_value(page) -> int:
+    return int(page.locator("#tasks .progress").first.get_attribute("aria-valuenow"))

@@ -1,22 +1,9 @@
-"""The browser tests' fixtures: one chromium per module, pages on the live gunicorn."""
+"""The browser tests' fixtures: pages on the live gunicorn, a worker beside it."""
 
 import pytest
 
-from tests.support.browser import CHROMIUM_ARGS, chromium_path, watch_csp
+from tests.support.browser import watch_csp
 from tests.support.servers import running_worker
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path(),
-            args=CHROMIUM_ARGS,
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -16,27 +16,11 @@ from microblog.jobs.launch import launch
 from microblog.jobs.models import Task
 from microblog.jobs.recording import Recording
 from tests.support import ROOT
-from tests.support.browser import screenshot, sign_in, watch_csp
+from tests.support.browser import bar_value, screenshot, sign_in, watch_csp, watch_task_bar
 from tests.support.data import insert_posts
 from tests.support.servers import running_worker
 
 POSTS = 150_000  # enough for the export to take a few seconds
-
-
-def watch_task_bar(page) -> None:
-    """Keep in ``window.seenValues`` every value the first task card's bar shows from now."""
-    page.evaluate("""() => {
-        window.seenValues = [];
-        new MutationObserver(() => {
-            const bar = document.querySelector('#tasks .progress');
-            if (bar) window.seenValues.push(Number(bar.getAttribute('aria-valuenow')));
-        }).observe(document.getElementById('tasks'),
-                   {subtree: true, childList: true, attributes: true});
-    }""")
-
-
-def bar_value(page) -> int:
-    return int(page.locator("#tasks .progress").first.get_attribute("aria-valuenow"))
 
 
 def test_export_progress_moves_live_and_survives_a_reload(page, live_user, worker_process):
