@@ -13,11 +13,14 @@ of their own. ``REDIS_URL`` then gives only the database number and the password
 one of its nodes (see :mod:`microblog.live.channel` for how they use it).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 SENTINEL_TIMEOUT = 2  # seconds for a sentinel to answer who the master is
@@ -26,6 +29,41 @@ SENTINEL_TIMEOUT = 2  # seconds for a sentinel to answer who the master is
 class SentinelBlockingConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
     """A pool of connections to the master the sentinels name that, when every connection is
     in use, waits for one (up to ``timeout``) instead of opening more."""
+
+
+class EventsCluster(RedisCluster):
+    """redis-py's cluster client, which says that the cluster is away as a single Redis does.
+
+    When no node answers, or some slots have no master, redis-py raises
+    ``RedisClusterException``, which is no ``redis.RedisError``: every caller that waits a
+    Redis outage out (a job's progress, a page's stream link, the health check) would take it
+    for a bug. This client raises ``redis.ConnectionError`` for those; a command the cluster
+    cannot run (e.g. keys in different slots) stays a ``RedisClusterException``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with _cluster_away_as_connection_error():  # a new client reads the slots at once
+            super().__init__(*args, **kwargs)
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with _cluster_away_as_connection_error():  # a failed command reads the slots again
+            return super().execute_command(*args, **kwargs)
+
+    def get_node_from_key(self, key: str, replica: bool = False) -> Any:
+        with _cluster_away_as_connection_error():
+            return super().get_node_from_key(key, replica)
+
+
+@contextmanager
+def _cluster_away_as_connection_error() -> Iterator[None]:
+    try:
+        yield
+    except RedisClusterException as error:
+        unreachable = isinstance(error.__cause__, redis.RedisError)  # no node answered
+        uncovered = isinstance(error, SlotNotCoveredError) or "not covered" in str(error)
+        if unreachable or uncovered:
+            raise redis.ConnectionError(f"the Redis Cluster is away: {error}") from error
+        raise
 
 
 def sentinel_addresses(config: dict[str, Any]) -> list[tuple[str, int]]:
@@ -66,7 +104,7 @@ def events_client(config: dict[str, Any], **options: Any) -> redis.Redis | Redis
     whose ``max_connections`` connections are shared by every caller, who wait their turn
     (up to ``timeout``) when all are in use."""
     if events_on_cluster(config):  # the same kind of pool to each node
-        return RedisCluster.from_url(events_url(config),
+        return EventsCluster.from_url(events_url(config),
                                      connection_pool_class=redis.BlockingConnectionPool,
                                      **options)  # fmt: skip
     if sentinel_addresses(config) and not config.get("EVENTS_REDIS_URL"):

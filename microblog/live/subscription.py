@@ -24,7 +24,12 @@ from redis.client import PubSub
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 
-from microblog.redis_clients import events_on_cluster, events_subscriber, events_url
+from microblog.redis_clients import (
+    EventsCluster,
+    events_on_cluster,
+    events_subscriber,
+    events_url,
+)
 
 # Timeouts of a subscription's connections: reads wait in get_message, these bound a connect
 # or a ping to a dead host.
@@ -87,7 +92,7 @@ class ShardedSubscription:
         known = [ClusterNode(address.get("host", "127.0.0.1"), address.get("port", 6379))]
 
         def open_subscription() -> ShardedSubscription:
-            cluster = RedisCluster(startup_nodes=known, **OPTIONS)
+            cluster = EventsCluster(startup_nodes=known, **OPTIONS)
             known[:] = [ClusterNode(node.host, node.port) for node in cluster.get_nodes()]
             return cls(cluster)
 

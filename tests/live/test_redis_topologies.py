@@ -3,6 +3,7 @@ their streams through one subscription per shard, a stream misses nothing when t
 holding its channel is killed and replaced by its replica, and an export watched in a real
 browser finishes, its card at 100 %, when a master dies under it."""
 
+import logging
 import time
 
 import pytest
@@ -10,15 +11,18 @@ import redis
 from sqlalchemy import select
 
 from devkit.redis_topologies import RedisClusterServers, SentinelServers
-from devkit.services import wait_until
+from devkit.services import free_port, wait_until
 from microblog import create_app
+from microblog.exports.jobs import export_posts
 from microblog.extensions import db
-from microblog.jobs.models import Task
+from microblog.jobs.launch import launch
+from microblog.jobs.models import Task, TaskStatus
 from microblog.live import channel
 from microblog.live.stream import Broadcaster, sse
 from microblog.live.subscription import opener
 from microblog.redis_clients import broker_client
 from tests.support.browser import bar_value, sign_in, watch_csp, watch_task_bar
+from tests.support.data import task_row
 from tests.support.servers import running_worker
 
 EXPORTED_POSTS = 150_000  # enough for the export to take a few seconds
@@ -288,3 +292,43 @@ def test_a_stream_follows_its_channel_to_the_shard_its_slot_moved_to(cluster, cl
     move_slot(cluster, stream.name)
     # Then events published after the move reach the stream, once each, in order
     stream.gets_every_later_event(2, 3)
+
+
+def test_an_events_cluster_no_node_answers_is_an_outage_not_a_bug(
+    app, auth, client, make_user, mailbox, caplog
+):
+    # Given the events on a Redis Cluster of which no node answers
+    app.config.update(EVENTS_REDIS_CLUSTER=True,
+                      EVENTS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # fmt: skip
+    app.extensions.pop("microblog.redis", None)
+    alice = make_user("alice")
+    with app.app_context():
+        task_id = launch(export_posts, alice).id
+        # When an export runs: its events are lost and logged, the rest works
+        with caplog.at_level(logging.WARNING, logger="microblog"):
+            export_posts(task_id)
+        assert task_row(app, task_id).status == TaskStatus.SUCCEEDED
+    assert "could not publish task.finished" in caplog.text
+    assert "the Redis Cluster is away" in caplog.text
+    assert [m["To"] for m in mailbox] == ["alice@example.com"]
+    # And a signed-in page still renders (without its live link), and health tells which
+    auth.login("alice")
+    assert client.get("/").status_code == 200
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["events_redis"] == "error: ConnectionError"
+    assert health.get_json()["redis"] == "ok"
+
+
+def test_an_events_cluster_that_goes_away_is_an_outage_not_a_bug(fresh_cluster, redis_server):
+    # Given a process that has published on the cluster
+    app = app_on(REDIS_URL=redis_server.url, EVENTS_REDIS_URL=fresh_cluster.url,
+                 EVENTS_REDIS_CLUSTER=True)  # fmt: skip
+    with app.app_context():
+        channel.publish(5, "task.progress", {"n": 1})
+        # When every node of the cluster dies
+        fresh_cluster.stop()
+        # Then publishing fails as with a single Redis away, and announcing does not fail
+        with pytest.raises(redis.ConnectionError, match="the Redis Cluster is away"):
+            channel.publish(5, "task.progress", {"n": 2})
+        channel.announce(5, "task.progress", {"n": 3})
