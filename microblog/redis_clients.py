@@ -18,12 +18,22 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
 from redis.exceptions import RedisClusterException, SlotNotCoveredError
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 SENTINEL_TIMEOUT = 2  # seconds for a sentinel to answer who the master is
+
+
+def sentinel_options() -> dict[str, Any]:
+    """Return how to ask a sentinel who the master is: briefly, and once, since the next
+    sentinel is the retry (redis-py's default retries made one silent sentinel cost every
+    new connection seconds before the others were asked)."""
+    return {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0)}  # fmt: skip
 
 
 class SentinelBlockingConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
@@ -87,8 +97,7 @@ def _through_sentinel(config: dict[str, Any], url: str, **options: Any) -> redis
     """A client of the master the sentinels name, with ``url``'s database and password."""
     settings = parse_url(url)
     credentials = {key: settings[key] for key in ("db", "username", "password") if key in settings}
-    timeouts = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT}
-    sentinel = Sentinel(sentinel_addresses(config), sentinel_kwargs=timeouts)
+    sentinel = Sentinel(sentinel_addresses(config), sentinel_kwargs=sentinel_options())
     return sentinel.master_for(config["REDIS_SENTINEL_MASTER"], **credentials, **options)
 
 

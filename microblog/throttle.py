@@ -19,6 +19,8 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
+from microblog.redis_clients import sentinel_options
+
 log = logging.getLogger(__name__)
 
 
@@ -71,9 +73,10 @@ def limit(setting: str, key: Callable[[], str] = client_address):
 
 
 def init_app(app: Flask) -> None:
-    storage = storage_from_string(
-        app.config["THROTTLE_STORAGE_URI"], socket_connect_timeout=1, socket_timeout=1
-    )
+    uri = app.config["THROTTLE_STORAGE_URI"]
+    # Through sentinels, asking them for the master is bounded too (limits sets no timeout).
+    sentinels = {"sentinel_kwargs": sentinel_options()} if uri.startswith("redis+sentinel") else {}
+    storage = storage_from_string(uri, socket_connect_timeout=1, socket_timeout=1, **sentinels)
     # A moving window counts the last minute, not the clock's: ten attempts cannot straddle a
     # minute boundary to get ten more at once.
     app.extensions["microblog.throttle"] = MovingWindowRateLimiter(storage)

@@ -13,7 +13,7 @@ from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
-from tests.support.data import insert_posts
+from tests.support.data import Tarpit, insert_posts
 from tests.support.databases import KINDS, Databases, PostgresServer
 from tests.support.servers import LiveStacks, make_config
 from tests.support.web import PASSWORD, AuthActions
@@ -117,6 +117,14 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def tarpit() -> Iterator[Tarpit]:
+    """A server that accepts connections and never says a word (a relay, a sentinel)."""
+    pit = Tarpit()
+    yield pit
+    pit.close()
 
 
 @pytest.fixture(scope="session")

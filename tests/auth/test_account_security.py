@@ -1,6 +1,7 @@
 """Sessions that can be revoked, cookie flags, security headers and throttled sign-in."""
 
 import re
+import threading
 from http.cookies import SimpleCookie
 
 import pytest
@@ -268,6 +269,27 @@ def test_sign_in_still_works_while_redis_is_down(make_app, make_user):
     assert client.get("/auth/login").status_code == 200
     ok = client.post("/auth/login", data={"username": "alice", "password": PASSWORD})
     assert ok.status_code == 302
+
+
+def test_sign_in_still_works_while_the_sentinels_are_silent(make_app, make_user, tarpit):
+    # Given the broker's Redis behind sentinels that accept connections and never answer
+    app = make_app(REDIS_SENTINELS=[f"127.0.0.1:{tarpit.port}"] * 2)
+    make_user("alice")
+    client = app.test_client()
+    answers = {}
+
+    def sign_in() -> None:
+        form = {"username": "alice", "password": PASSWORD}
+        answers["sign-in"] = client.post("/auth/login", data=form).status_code
+        answers["health"] = client.get("/healthz").status_code
+
+    # When alice signs in: the throttle asks the sentinels for the master, and gives up
+    asker = threading.Thread(target=sign_in, daemon=True)
+    asker.start()
+    asker.join(timeout=30)
+    # Then she is in, unthrottled meanwhile, and health says the broker is away
+    assert not asker.is_alive(), "signing in hung on silent sentinels"
+    assert answers == {"sign-in": 302, "health": 503}
 
 
 def test_anonymous_json_clients_get_a_json_401(client):

@@ -26,7 +26,7 @@ from microblog.jobs.progress import ProgressReporter
 from microblog.jobs.worker import reaper
 from microblog.jobs.worker.runner import CRASHED_TOO_OFTEN, JobError, job
 from microblog.models import utcnow
-from tests.support.data import Tarpit, insert_posts, task_row
+from tests.support.data import insert_posts, task_row
 
 GRACE = reaper.timedelta(minutes=2)
 
@@ -47,13 +47,6 @@ def wait_for_ever(task: Task, attempt: Attempt, progress: ProgressReporter) -> N
 @job(description="Refusing", max_retries=3)
 def refuse(task: Task, attempt: Attempt, progress: ProgressReporter) -> None:
     raise JobError("There is nothing to do.")
-
-
-@pytest.fixture
-def tarpit():
-    pit = Tarpit()
-    yield pit
-    pit.close()
 
 
 def emails_to(mailbox: list, username: str) -> int:

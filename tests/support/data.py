@@ -136,7 +136,7 @@ def make_task(app, user_id: int, status: str = "queued", created_ago: timedelta 
 
 
 class Tarpit:
-    """A "mail relay" that accepts connections and never says a word."""
+    """A server (a mail relay, a sentinel) that accepts connections and never says a word."""
 
     def __init__(self) -> None:
         self.port = free_port()
