@@ -3,20 +3,21 @@ and ``GET /readyz`` (the whole service can do its work: also the mail relay and 
 
 import smtplib
 from collections.abc import Callable
-from typing import Any
 
 import click
 import redis
 from flask import Blueprint, current_app, jsonify
 from flask.cli import with_appcontext
+from redis.cluster import RedisCluster
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from microblog.extensions import db
 from microblog.jobs.worker.liveness import live_workers
+from microblog.live.channel import redis_client
 from microblog.live.stream import open_streams, subscription_state
 from microblog.mailer import open_relay
-from microblog.redis_clients import broker_client, events_client, events_on_cluster
+from microblog.redis_clients import broker_client, events_on_cluster
 
 bp = Blueprint("health", __name__)
 
@@ -30,24 +31,37 @@ def check_database() -> str:
         return f"error: {type(error).__name__}"
 
 
-def check_redis(connect: Callable[..., Any]) -> str:
-    client = None
+def check_redis(ping: Callable[[], object]) -> str:
     try:
-        client = connect(current_app.config, socket_timeout=2, socket_connect_timeout=2)
-        client.ping()
+        ping()
         return "ok"
     except redis.RedisError as error:
         return f"error: {type(error).__name__}"
+
+
+def ping_broker() -> None:
+    client = broker_client(current_app.config, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
     finally:
-        if client is not None:
-            client.close()
+        client.close()
+
+
+def ping_events() -> None:
+    """Ping the events' Redis (each master, on a cluster) through the process's shared client:
+    a load balancer's polls open no connections of their own."""
+    client = redis_client()
+    if isinstance(client, RedisCluster):
+        client.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        client.ping()
 
 
 def run_checks() -> tuple[bool, dict[str, str]]:
     """Return whether every dependency answers, and what each check found."""
-    checks = {"database": check_database(), "redis": check_redis(broker_client)}
+    checks = {"database": check_database(), "redis": check_redis(ping_broker)}
     if events_on_cluster(current_app.config) or current_app.config["EVENTS_REDIS_URL"]:
-        checks["events_redis"] = check_redis(events_client)
+        checks["events_redis"] = check_redis(ping_events)
     return all(value == "ok" for value in checks.values()), checks
 
 
