@@ -26,18 +26,22 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, process_group=0)
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, password: str | None = None) -> bool:
     try:
-        return redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1).ping()
+        client = redis.Redis(port=port, password=password, socket_timeout=1,
+                             socket_connect_timeout=1)  # fmt: skip
+        return client.ping()
     except redis.RedisError:
         return False
 
 
 class Nodes:
-    """Redis processes by port, in one folder."""
+    """Redis processes by port, in one folder; each wants ``password`` if one is given (from
+    its clients and, as a replica, from its master)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, password: str | None = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix=prefix))
+        self.password = password
         self.processes: dict[int, subprocess.Popen] = {}
 
     def start(self, port: int, *options: str) -> None:
@@ -46,8 +50,13 @@ class Nodes:
         argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0",
                 "--dir", str(folder), *options]  # fmt: skip
+        if self.password:
+            argv += ["--requirepass", self.password, "--masterauth", self.password]
         self.processes[port] = _start(argv, folder / "redis.log")
-        wait_until(lambda: _answers(port), 10, f"redis-server on port {port}")
+        wait_until(lambda: self.answers(port), 10, f"redis-server on port {port}")
+
+    def answers(self, port: int) -> bool:
+        return _answers(port, self.password)
 
     def kill(self, port: int) -> None:
         """Kill the server on ``port`` as a crash would (SIGKILL)."""
@@ -180,8 +189,9 @@ class SentinelServers:
     MASTER = "mymaster"
     DOWN_AFTER_MS = 1000
 
-    def __init__(self) -> None:
-        self.nodes = Nodes("microblog-sentinel-")
+    def __init__(self, password: str | None = None) -> None:
+        """``password``: what the master and the replica want (the sentinels want none)."""
+        self.nodes = Nodes("microblog-sentinel-", password)
         self.master_port, self.replica_port = free_port(), free_port()
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen] = []
@@ -214,6 +224,9 @@ class SentinelServers:
                 f"sentinel failover-timeout {self.MASTER} 5000\n"
                 f"sentinel parallel-syncs {self.MASTER} 1\n"
             )
+            if self.nodes.password:
+                with config.open("a") as out:
+                    out.write(f"sentinel auth-pass {self.MASTER} {self.nodes.password}\n")
             binary = shutil.which("redis-sentinel")
             if binary is None:
                 raise RuntimeError(
@@ -244,7 +257,7 @@ class SentinelServers:
         return port
 
     def wait_failed_over(self, old: int, timeout: float = 30) -> int:
-        wait_until(lambda: self.master() not in (None, old) and _answers(self.master()),
+        wait_until(lambda: self.master() not in (None, old) and self.nodes.answers(self.master()),
                    timeout, "the sentinels to promote the replica")  # fmt: skip
         return self.master()
 

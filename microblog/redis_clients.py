@@ -93,12 +93,17 @@ def events_on_cluster(config: dict[str, Any]) -> bool:
     return bool(config.get("EVENTS_REDIS_CLUSTER"))
 
 
+def master_settings(url: str) -> dict[str, Any]:
+    """Return what ``url`` says of the master the sentinels name: its database and credentials
+    (the sentinels themselves are asked without them)."""
+    settings = parse_url(url)
+    return {key: settings[key] for key in ("db", "username", "password") if key in settings}
+
+
 def _through_sentinel(config: dict[str, Any], url: str, **options: Any) -> redis.Redis:
     """A client of the master the sentinels name, with ``url``'s database and password."""
-    settings = parse_url(url)
-    credentials = {key: settings[key] for key in ("db", "username", "password") if key in settings}
     sentinel = Sentinel(sentinel_addresses(config), sentinel_kwargs=sentinel_options())
-    return sentinel.master_for(config["REDIS_SENTINEL_MASTER"], **credentials, **options)
+    return sentinel.master_for(config["REDIS_SENTINEL_MASTER"], **master_settings(url), **options)
 
 
 def broker_client(config: dict[str, Any], **options: Any) -> redis.Redis:

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 import redis
 from flask import Flask, current_app, request
@@ -19,7 +20,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-from microblog.redis_clients import sentinel_options
+from microblog.redis_clients import master_settings, sentinel_options
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,23 @@ def limit(setting: str, key: Callable[[], str] = client_address):
     return decorator
 
 
+def through_sentinels(url: str) -> dict[str, Any]:
+    """Return limits' options to reach the master the sentinels name as the broker does: with
+    ``url``'s database and credentials, given to the master only (limits would give the
+    sentinels the password too), the sentinels asked briefly (limits sets no timeout), and
+    every count read from the master (a replica's may lag)."""
+    return master_settings(url) | {
+        "sentinel_kwargs": sentinel_options() | {"username": None, "password": None},
+        "use_replicas": False,
+    }
+
+
 def init_app(app: Flask) -> None:
     uri = app.config["THROTTLE_STORAGE_URI"]
-    # Through sentinels, asking them for the master is bounded too (limits sets no timeout).
-    sentinels = {"sentinel_kwargs": sentinel_options()} if uri.startswith("redis+sentinel") else {}
-    storage = storage_from_string(uri, socket_connect_timeout=1, socket_timeout=1, **sentinels)
+    options: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 1}
+    if uri.startswith("redis+sentinel"):
+        options |= through_sentinels(app.config["REDIS_URL"])
+    storage = storage_from_string(uri, **options)
     # A moving window counts the last minute, not the clock's: ten attempts cannot straddle a
     # minute boundary to get ten more at once.
     app.extensions["microblog.throttle"] = MovingWindowRateLimiter(storage)

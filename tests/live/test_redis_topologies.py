@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from devkit.redis_topologies import RedisClusterServers, SentinelServers
 from devkit.services import free_port, wait_until
-from microblog import create_app
+from microblog import create_app, throttle
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
@@ -177,6 +177,32 @@ def test_the_broker_and_the_events_follow_a_sentinel_failover(sentinels, hubs):
     assert broker.info("server")["tcp_port"] == new
     # and the stream gets the events published after it, once each, in order
     stream.gets_every_later_event(2, 3)
+
+
+def test_every_role_reaches_a_master_that_wants_a_password_in_the_urls_database():
+    # Given sentinels watching a master that wants a password, and an app whose REDIS_URL gives
+    # that password and database 3
+    servers = SentinelServers(password="s3cret").start()
+    try:
+        app = app_on(REDIS_URL="redis://:s3cret@127.0.0.1:1/3",
+                     REDIS_SENTINELS=servers.sentinel_addresses,
+                     REDIS_SENTINEL_MASTER=servers.MASTER)  # fmt: skip
+        # When the broker, the live channel and a throttle each write
+        assert broker_client(app.config, socket_timeout=2).set("from-the-broker", 1)
+        with app.app_context():
+            channel.publish(7, "task.progress", {"pct": 1})
+        with app.test_request_context(environ_base={"REMOTE_ADDR": "192.0.2.7"}):
+            throttle.hit("LOGIN_LIMIT_PER_ADDRESS", "192.0.2.7")
+        # Then each wrote in database 3 of the master, and nothing went to database 0
+        port = servers.master()
+        database = {number: redis.Redis(port=port, password="s3cret", db=number, socket_timeout=2)
+                    for number in (0, 3)}  # fmt: skip
+        assert database[3].get("from-the-broker") == b"1"
+        assert database[3].xlen(channel.log_key(channel.channel_for(7))) == 1
+        assert database[3].keys("LIMITS:*"), "the throttle counted nothing on the master"
+        assert database[0].dbsize() == 0
+    finally:
+        servers.stop()
 
 
 def _works(client) -> bool:
