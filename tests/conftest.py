@@ -15,7 +15,7 @@ from microblog.extensions import db
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.data import Tarpit, insert_posts
 from tests.support.databases import KINDS, Databases, PostgresServer
-from tests.support.servers import LiveStacks, make_config
+from tests.support.servers import ONE_REDIS, LiveStacks, make_config
 from tests.support.web import PASSWORD, AuthActions
 
 # The real Redis and SMTP servers, the in-process worker, recorded events and golden files
@@ -155,15 +155,25 @@ def live_env(live_stacks, database) -> dict[str, str]:
 
 
 @pytest.fixture
-def gunicorn_server(live_stacks, database) -> str:
-    """gunicorn on the session's services and this kind's live database; its base URL."""
-    return live_stacks.gunicorn(database)
+def events_topology(request) -> dict[str, str]:
+    """Where the server processes' live events go, as their environment says it: the session's
+    Redis, or the Redis Cluster for a test marked ``on_every_events_topology``."""
+    if getattr(request, "param", ONE_REDIS) == ONE_REDIS:
+        return {}
+    cluster = request.getfixturevalue("redis_cluster")
+    return {"EVENTS_REDIS_URL": cluster.url, "EVENTS_REDIS_CLUSTER": "1"}
 
 
 @pytest.fixture
-def live_app(live_stacks, database) -> Flask:
+def gunicorn_server(live_stacks, database, events_topology) -> str:
+    """gunicorn on the session's services and this kind's live database; its base URL."""
+    return live_stacks.gunicorn(database, events_topology)
+
+
+@pytest.fixture
+def live_app(live_stacks, database, events_topology) -> Flask:
     """An app on the live database, for arranging data the server processes will see."""
-    return live_stacks.app(database)
+    return live_stacks.app(database, events_topology)
 
 
 @pytest.fixture

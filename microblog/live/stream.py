@@ -532,9 +532,9 @@ def close_streams(channels: list[str], user_id: int, sign_ins: list[str] | None 
     message = json.dumps({"type": CLOSE, "data": {"user_id": user_id, "sign_ins": sign_ins}})
     try:
         client = redis_client()
-        sharded = events_on_cluster(current_app.config)
+        publish = client.spublish if events_on_cluster(current_app.config) else client.publish
         for channel in channels:
-            client.spublish(channel, message) if sharded else client.publish(channel, message)
+            publish(channel, message)
     except redis.RedisError as error:  # its streams hear nothing either; they check on return
         log.warning("could not close the streams of user %s: %s", user_id, error)
 

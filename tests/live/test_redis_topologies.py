@@ -8,6 +8,7 @@ import time
 
 import pytest
 import redis
+from redis.crc import key_slot
 from sqlalchemy import select
 
 from devkit.redis_topologies import RedisClusterServers, SentinelServers
@@ -358,3 +359,13 @@ def test_an_events_cluster_that_goes_away_is_an_outage_not_a_bug(fresh_cluster, 
         with pytest.raises(redis.ConnectionError, match="the Redis Cluster is away"):
             channel.publish(5, "task.progress", {"n": 2})
         channel.announce(5, "task.progress", {"n": 3})
+
+
+@pytest.mark.parametrize(
+    "name", [channel.channel_for(42), channel.channel_for(10**12), channel.OPERATORS]
+)
+def test_a_channel_and_its_log_share_a_redis_cluster_slot(name):
+    # One script appends to the log and publishes on the channel: on a Redis Cluster (and for
+    # its sharded pub/sub) both must map to one slot, which the log's hash tag ensures.
+    assert key_slot(channel.log_key(name).encode()) == key_slot(name.encode())
+    assert "{" not in name  # a channel's name is hashed whole

@@ -6,34 +6,17 @@ import pytest
 import redis
 import requests
 from redis.cluster import RedisCluster
-from redis.crc import key_slot
 
 from devkit.services import wait_until
 from microblog.jobs import events
 from microblog.live import channel as live
 from tests.support.data import SSEReader
+from tests.support.servers import on_every_events_topology
 from tests.support.web import live_session
-
 
 # Each stream test runs with the events on the session's Redis and on a Redis Cluster, where
 # they travel by sharded pub/sub: the same streams, resumes and releases hold on both.
-@pytest.fixture(params=["one redis", "redis cluster"])
-def events_topology(request) -> dict[str, str]:
-    """Where the events go, as the web process's environment says it."""
-    if request.param == "one redis":
-        return {}
-    cluster = request.getfixturevalue("redis_cluster")
-    return {"EVENTS_REDIS_URL": cluster.url, "EVENTS_REDIS_CLUSTER": "1"}
-
-
-@pytest.fixture
-def gunicorn_server(live_stacks, database, events_topology) -> str:
-    return live_stacks.gunicorn(database, events_topology)
-
-
-@pytest.fixture
-def live_app(live_stacks, database, events_topology):
-    return live_stacks.app(database, events_topology)
+pytestmark = on_every_events_topology
 
 
 @pytest.fixture
@@ -258,13 +241,3 @@ def test_streams_opening_while_their_users_events_pour_in_miss_nothing(
             entry_id.decode() for entry_id, _ in log.xrange(live.log_key(live.channel_for(user_id)))
         ]
         assert [e["id"] for e in received] == logged[1:]
-
-
-@pytest.mark.parametrize(
-    "channel", [live.channel_for(42), live.channel_for(10**12), live.OPERATORS]
-)
-def test_a_channel_and_its_log_share_a_redis_cluster_slot(channel):
-    # One script appends to the log and publishes on the channel: on a Redis Cluster (and for
-    # its sharded pub/sub) both must map to one slot, which the log's hash tag ensures.
-    assert key_slot(live.log_key(channel).encode()) == key_slot(channel.encode())
-    assert "{" not in channel  # a channel's name is hashed whole

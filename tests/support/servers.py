@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import redis
 import requests
 from flask import Flask
@@ -20,6 +21,14 @@ from microblog.extensions import db
 from tests.support import ROOT
 
 LIVE_METRICS_TOKEN = "live-metrics"
+
+# Where the live servers' events go (the ``events_topology`` fixture): the session's Redis, or
+# a Redis Cluster, where they travel by sharded pub/sub. A module whose contract must hold on
+# both marks its tests ``on_every_events_topology``.
+ONE_REDIS, REDIS_CLUSTER = "one redis", "redis cluster"
+on_every_events_topology = pytest.mark.parametrize(
+    "events_topology", [ONE_REDIS, REDIS_CLUSTER], indirect=True
+)
 
 
 def make_config(database_url: str, redis_server: RedisServer, smtp_server: MailCatcher) -> dict:
