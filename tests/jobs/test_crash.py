@@ -39,7 +39,7 @@ def worker_log(tmp_path):
 
 
 @pytest.fixture
-def workers(live_env, worker_log):
+def workers(live_env, worker_log, tmp_path):
     """Start `dramatiq tasks` (or the crash worker) processes; all are stopped afterwards.
 
     They start on an empty queue: a message an earlier test left would otherwise be the one
@@ -50,13 +50,18 @@ def workers(live_env, worker_log):
 
     def start(crash_at: str | None = None, extra_args: tuple = (), **env: str) -> subprocess.Popen:
         module = "tests.support.crash_worker" if crash_at else "tasks"
-        env = {**live_env, **env, **({"CRASH_AT": crash_at} if crash_at else {})}
+        report = tmp_path / f"crash-report-{len(started)}"
+        crash = {"CRASH_AT": crash_at, "CRASH_REPORT": str(report)} if crash_at else {}
+        env = {**live_env, **env, **crash}
         process = subprocess.Popen(
             [sys.executable, "-m", "dramatiq", module, "--processes", "1", "--threads", "2",
              *extra_args],
             cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+        process.report = report
+        worker_log.write(f"--- started pid {process.pid}: {module} {crash}\n")
+        worker_log.flush()  # the log says whose lines follow
         started.append(process)
         return process
 
@@ -77,6 +82,16 @@ def has_stopped_itself(process: subprocess.Popen) -> bool:
     assert process.poll() is None, "the worker exited instead of stopping at its point"
     children = psutil.Process(process.pid).children(recursive=True)
     return any(child.status() == psutil.STATUS_STOPPED for child in children)
+
+
+def stopped_in(process: subprocess.Popen, point: str) -> str:
+    """Wait until a crash worker has stopped itself at ``point``; return the id of the task
+    whose message it stopped in (its report, written just before it stopped)."""
+    wait_until(lambda: process.report.exists() and has_stopped_itself(process), 60,
+               f"the worker to reach {point}")  # fmt: skip
+    reached, task_id = process.report.read_text().split()
+    assert reached == point
+    return task_id
 
 
 def emails_to(mailbox: list, username: str) -> int:
@@ -112,7 +127,7 @@ def test_a_worker_killed_at_any_point_of_an_export_ends_it_once(
     first = workers(crash_at=point)
     with live_app.app_context():
         task_id = launch(export_posts, user_id).id
-    wait_until(lambda: has_stopped_itself(first), 60, f"the worker to reach {point}")
+    assert stopped_in(first, point) == task_id, "the worker stopped in another task's message"
 
     # When it is killed there, and another worker is running
     signal_group(first, signal.SIGKILL)
@@ -134,7 +149,7 @@ def test_a_frozen_worker_that_lost_its_task_never_writes_to_it_again(
     frozen = workers(crash_at="mid-read")
     with live_app.app_context():
         task_id = launch(export_posts, user_id).id
-    wait_until(lambda: has_stopped_itself(frozen), 60, "the worker to freeze mid-read")
+    assert stopped_in(frozen, "mid-read") == task_id, "it froze in another task's message"
 
     # When another worker takes the task over past the heartbeat timeout and finishes it
     workers()

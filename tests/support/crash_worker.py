@@ -2,13 +2,17 @@
 
 ``CRASH_AT`` names a point of an export; the worker process sends itself SIGSTOP there, the
 first time it gets there, so a test can kill it at exactly that point, or let it go on later
-(SIGCONT) as a worker frozen by its host would. Nothing else differs from ``dramatiq tasks``.
+(SIGCONT) as a worker frozen by its host would. Just before, it writes the point and the task
+it stops in to ``CRASH_REPORT``. Nothing else differs from ``dramatiq tasks``.
 """
 
 import functools
 import os
 import signal
 import smtplib
+from pathlib import Path
+
+from dramatiq.middleware import CurrentMessage
 
 from microblog.exports import email, jobs
 from microblog.jobs import progress
@@ -23,7 +27,17 @@ def stop_here() -> None:
     global _stopped
     if not _stopped:
         _stopped = True
+        report(os.environ.get("CRASH_REPORT"))
         os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def report(path: str | None) -> None:
+    """Write where the worker stops, and in which task's message, to ``path`` (whole, by a
+    rename): a test checks that the kill it is about to make lands in its own task."""
+    if path:
+        message = CurrentMessage.get_current_message()
+        Path(path + ".new").write_text(f"{point} {message.message_id if message else '-'}")
+        os.replace(path + ".new", path)
 
 
 def stopping_before(function, when=lambda *args, **kwargs: True):
