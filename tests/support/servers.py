@@ -45,6 +45,11 @@ def make_config(database_url: str, redis_server: RedisServer, smtp_server: MailC
     }
 
 
+def _stack_key(kind: str, redis_env: dict[str, str] | None) -> tuple:
+    """Name one live app or server: its kind of database and where its Redis is."""
+    return (kind, tuple(sorted((redis_env or {}).items())))
+
+
 class LiveStacks:
     """Per kind of database: a migrated database and a gunicorn serving it, made on first use.
 
@@ -91,7 +96,7 @@ class LiveStacks:
     def app(self, kind: str, redis_env: dict[str, str] | None = None) -> Flask:
         """Return an app on this kind's live database (``redis_env``: where its broker and events
         are, as environment variables, e.g. a Redis Cluster's; the session's Redis by default)."""
-        key = (kind, tuple(sorted((redis_env or {}).items())))
+        key = _stack_key(kind, redis_env)
         if key not in self._apps:
             self._apps[key] = create_app(
                 {
@@ -106,7 +111,7 @@ class LiveStacks:
     def gunicorn(self, kind: str, redis_env: dict[str, str] | None = None) -> str:
         """Return the URL of gunicorn on this kind's database, with 1 s heartbeats (and its
         Redis where ``redis_env`` says, as for :meth:`app`)."""
-        key = (kind, tuple(sorted((redis_env or {}).items())))
+        key = _stack_key(kind, redis_env)
         if key not in self._servers:
             env = {**self.env(kind), "SSE_HEARTBEAT_SECONDS": "1", **(redis_env or {})}
             name = (
