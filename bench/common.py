@@ -15,6 +15,7 @@ from flask import Flask
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
+from microblog.models import utcnow
 from tests.support.data import insert_posts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ def create_database(app: Flask, users: dict[str, int]) -> dict[str, int]:
     with app.app_context():
         db.create_all()
         for name, posts in users.items():
-            user = User(username=name, email=f"{name}@example.com")
+            user = User(username=name, email=f"{name}@example.com", email_confirmed_at=utcnow())
             user.set_password("bench-password-1")
             db.session.add(user)
             db.session.commit()

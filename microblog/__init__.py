@@ -11,7 +11,7 @@ from flask import Flask
 # which would open every worker's log with a dozen lines of noise.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-from microblog import alerts, config, errors, i18n, security, throttle, urls, wire  # noqa: E402
+from microblog import alerts, config, errors, i18n, mailer, security, throttle, urls, wire  # noqa: E402,E501
 from microblog.extensions import (  # noqa: E402
     bootstrap,
     csrf,
@@ -56,6 +56,7 @@ def configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from microblog.auth.models import unconfirmed_addresses
     from microblog.database import init_app as init_database
 
     db.init_app(app)
@@ -65,6 +66,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     mail.init_app(app)
+    mailer.gate_addresses(app, unconfirmed_addresses)
     bootstrap.init_app(app)
 
 

@@ -83,7 +83,8 @@ class AdminMail(logging.Handler):
                         recipients=self.admins,
                         body=f"{self.format(record)}\n\nProcess: {host}\n"
                         f"The same error is not emailed again for {self.interval} seconds.\n",
-                    )
+                    ),
+                    purpose=mailer.Purpose.OPERATORS,
                 )
         except Exception as error:  # logged below ERROR, so it is never mailed itself
             log.warning("could not email an error to ADMINS: %s: %s", type(error).__name__, error)

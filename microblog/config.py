@@ -28,6 +28,9 @@ _INTEGERS = {
     "PROXY_COUNT",
     "PASSWORD_RESET_MAX_AGE",
     "ERROR_MAIL_INTERVAL",
+    "MAIL_LIMIT_PER_ADDRESS_HOUR",
+    "MAIL_LIMIT_PER_ADDRESS_DAY",
+    "CONFIRM_MAX_AGE",
     "SEARCH_TIMEOUT_MS",
 }
 _BOOLEANS = {
@@ -49,6 +52,7 @@ _STRINGS = {
     "MAIL_USERNAME",
     "MAIL_PASSWORD",
     "MAIL_DEFAULT_SENDER",
+    "MAIL_CA_FILE",
     "PUBLIC_URL",
     "LOG_LEVEL",
     "LOGIN_LIMIT_PER_ACCOUNT",
@@ -57,6 +61,8 @@ _STRINGS = {
     "RESET_LIMIT_PER_ACCOUNT",
     "RESET_LIMIT_PER_ADDRESS",
     "MESSAGE_LIMIT_PER_USER",
+    "EXPORT_LIMIT_PER_USER",
+    "CONFIRM_LIMIT_PER_ACCOUNT",
     "METRICS_TOKEN",
     "SENTRY_DSN",
 }
@@ -95,6 +101,15 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MAIL_USERNAME": None,
         "MAIL_PASSWORD": None,
         "MAIL_DEFAULT_SENDER": "microblog <no-reply@microblog.localhost>",
+        # A PEM bundle of the certificate authorities a private relay's certificate is checked
+        # against, besides the system's; TLS to the relay is always verified.
+        "MAIL_CA_FILE": None,
+        # Most emails any one address gets from the site, whatever sends them, in a clock hour
+        # and in a UTC day; past them, mail to it is dropped (see microblog.mailer).
+        "MAIL_LIMIT_PER_ADDRESS_HOUR": 10,
+        "MAIL_LIMIT_PER_ADDRESS_DAY": 30,
+        # Seconds an address confirmation link works.
+        "CONFIRM_MAX_AGE": 48 * 3600,
         # Absolute base of links in emails (the worker has no request to learn it from).
         "PUBLIC_URL": "http://127.0.0.1:8000",
         # The bearer token a Prometheus scraper sends to GET /metrics; unset, /metrics is a 404.
@@ -162,6 +177,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "RESET_LIMIT_PER_ADDRESS": "20 per hour",
         # Private messages one user may send.
         "MESSAGE_LIMIT_PER_USER": "30 per minute",
+        # Exports one user may start.
+        "EXPORT_LIMIT_PER_USER": "10 per hour",
+        # Confirmation links one account may ask for again, and changes of address.
+        "CONFIRM_LIMIT_PER_ACCOUNT": "5 per hour",
         # Seconds a password reset link works (and only until the password changes).
         "PASSWORD_RESET_MAX_AGE": 30 * 60,
         # Addresses that get every unhandled error by email, at most one per distinct error

@@ -12,6 +12,7 @@ from devkit.redis_topologies import RedisClusterServers
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
+from microblog.models import utcnow
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.data import Tarpit, insert_posts
 from tests.support.databases import KINDS, Databases, PostgresServer
@@ -89,9 +90,13 @@ def runner(app: Flask):
 def make_user(app: Flask):
     """Create a user in the database and return its id."""
 
-    def make(username: str, password: str = PASSWORD, email: str | None = None) -> int:
+    def make(
+        username: str, password: str = PASSWORD, email: str | None = None, confirmed: bool = True
+    ) -> int:
+        """``confirmed``: whether the address is confirmed (the site emails it everything)."""
         with app.app_context():
-            user = User(username=username, email=email or f"{username}@example.com")
+            user = User(username=username, email=email or f"{username}@example.com",
+                        email_confirmed_at=utcnow() if confirmed else None)  # fmt: skip
             user.set_password(password)
             db.session.add(user)
             db.session.commit()
@@ -184,7 +189,8 @@ def live_user(live_app):
     def make(prefix: str = "user", posts: int = 0) -> tuple[int, str]:
         username = f"{prefix}-{os.getpid()}-{next(counter)}-{os.urandom(3).hex()}"
         with live_app.app_context():
-            user = User(username=username, email=f"{username}@example.com")
+            user = User(username=username, email=f"{username}@example.com",
+                        email_confirmed_at=utcnow())  # fmt: skip
             user.set_password(PASSWORD)
             db.session.add(user)
             db.session.commit()

@@ -117,6 +117,24 @@ class PasswordChangeForm(Form):
     submit = SubmitField(_l("Change password"))
 
 
+class EmailChangeForm(Form):
+    email = StringField(
+        _l("New email"),
+        filters=[strip],
+        validators=[DataRequired(), Printable(), Length(max=120), Email()],
+    )
+    current_password = password_field(_l("Current password"))
+    submit = SubmitField(_l("Change email"))
+
+    def validate_email(self, field: StringField) -> None:
+        if not field.errors and taken(User.email_key, field.data):
+            raise ValidationError(_("An account with that email already exists."))
+
+
+class ResendConfirmationForm(Form):
+    submit = SubmitField(_l("Send the link again"))
+
+
 class SignOutEverywhereForm(Form):
     submit = SubmitField(_l("Sign out everywhere"))
 

@@ -1,6 +1,7 @@
 """The User model and the follower relation."""
 
 import unicodedata
+from collections.abc import Iterable
 from datetime import datetime
 from hashlib import md5
 
@@ -57,6 +58,12 @@ class User(UserMixin, db.Model):
     # The language chosen on the account page (a code of microblog.i18n.LANGUAGES); None: the
     # browser's. Emails to the user follow it too.
     language: Mapped[str | None] = mapped_column(String(8))
+    # When the address in ``email`` was confirmed by a link sent to it; None: not yet, and the
+    # site writes to it only confirmation and password reset links (see microblog.mailer).
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An address the user asked to change to, waiting for its confirmation; ``email`` holds
+    # until then. Not unique: whoever confirms first gets it.
+    pending_email: Mapped[str | None] = mapped_column(String(120))
     # Operators: may see and control everyone's tasks at /admin (``flask users grant-admin``).
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
 
@@ -98,6 +105,10 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+    @property
+    def email_confirmed(self) -> bool:
+        return self.email_confirmed_at is not None
 
     def avatar_hue(self) -> int:
         """Return a stable avatar colour, 0–11; no third-party image service sees users."""
@@ -145,6 +156,17 @@ def unfollow(follower_id: int, followed_id: int) -> None:
             followers.c.follower_id == follower_id, followers.c.followed_id == followed_id
         )
     )
+
+
+def unconfirmed_addresses(addresses: Iterable[str]) -> set[str]:
+    """Return those of ``addresses`` that an account holds and has not confirmed."""
+    by_key = {canonical(address): address for address in addresses}
+    if not by_key:
+        return set()
+    query = select(User.email_key).where(
+        User.email_key.in_(list(by_key)), User.email_confirmed_at.is_(None)
+    )
+    return {by_key[key] for key in db.session.scalars(query)}
 
 
 def canonical(text: str) -> str:

@@ -15,11 +15,14 @@ from flask_login import current_user, login_required
 from sqlalchemy.exc import IntegrityError
 
 from microblog import i18n
+from microblog.auth.addresses import announce_address_change, announce_confirmation_wanted
 from microblog.auth.forms import (
+    EmailChangeForm,
     LanguageForm,
     LoginForm,
     PasswordChangeForm,
     RegistrationForm,
+    ResendConfirmationForm,
     SignOutEverywhereForm,
 )
 from microblog.auth.models import User, canonical, find_user
@@ -68,7 +71,9 @@ def register():
             db.session.rollback()
             form.username.errors.append(_("That username or email was just taken."))
         else:
-            flash(_("Welcome! You can sign in now."), "success")
+            announce_confirmation_wanted(user.id)
+            flash(_("Welcome! You can sign in now. To get emails from us, open the link we "
+                    "sent to your address."), "success")  # fmt: skip
             return redirect(url_for("auth.login"))
     return render_template(
         "auth/register.html", title=_("Register"), form=form
@@ -132,7 +137,49 @@ def account_page(**forms: Form) -> str:
     forms.setdefault("form", PasswordChangeForm(formdata=None))
     forms.setdefault("everywhere", SignOutEverywhereForm(formdata=None))
     forms.setdefault("language", LanguageForm(formdata=None, language=current_user.language or ""))
+    forms.setdefault("address", EmailChangeForm(formdata=None, prefix="address"))
+    forms.setdefault("resend", ResendConfirmationForm(formdata=None))
     return render_template("auth/account.html", title=_("Account"), **forms)
+
+
+@bp.route("/email", methods=["POST"])
+@login_required
+@limit("LOGIN_LIMIT_PER_ACCOUNT", key=own_account_key)
+@limit("CONFIRM_LIMIT_PER_ACCOUNT", key=own_account_key)
+def change_email():
+    """Ask to change the account's address: it changes once the new one is confirmed."""
+    form = EmailChangeForm(prefix="address")
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        address = form.email.data.lower()
+        if not user.check_password(form.current_password.data):
+            form.current_password.errors.append(_("That is not your current password."))
+        elif canonical(address) == user.email_key:
+            form.email.errors.append(_("That is already your address."))
+        else:
+            user.pending_email = address
+            db.session.commit()
+            announce_address_change(user.id)
+            flash(_("We sent a link to %(address)s: your address changes once you open it.",
+                    address=address), "success")  # fmt: skip
+            return redirect(url_for("auth.account"))
+    return account_page(address=form), 400
+
+
+@bp.route("/confirmation", methods=["POST"])
+@login_required
+@limit("CONFIRM_LIMIT_PER_ACCOUNT", key=own_account_key)
+def resend_confirmation():
+    """Send the confirmation link again, to the address waiting for one."""
+    form = ResendConfirmationForm()
+    if not form.validate_on_submit():
+        return account_page(resend=form), 400
+    if current_user.pending_email or not current_user.email_confirmed:
+        announce_confirmation_wanted(current_user.id)
+        flash(_("A new link is on its way."), "success")
+    else:
+        flash(_("Your address is confirmed already."), "info")
+    return redirect(url_for("auth.account"))
 
 
 @bp.route("/language", methods=["POST"])

@@ -9,7 +9,7 @@ from sqlalchemy import delete, insert, select
 
 from microblog.auth.models import User
 from microblog.exports.archive import spooled_file, write_archive
-from microblog.exports.email import deliver_export_email
+from microblog.exports.email import NOT_CONFIRMED, OVER_CEILING, deliver_export_email
 from microblog.exports.models import CHUNK_SIZE, Archive, ArchiveChunk
 from microblog.extensions import db
 from microblog.i18n import N_, _l
@@ -20,12 +20,21 @@ from microblog.jobs.registry import chore
 from microblog.jobs.worker.runner import JobError, job
 from microblog.models import utcnow
 
+NOT_EMAILED = {
+    NOT_CONFIRMED: _l("not emailed: your email address is not confirmed yet"),
+    OVER_CEILING: _l("not emailed: your address had too many emails from us for now"),
+}
+
 
 def archive_summary(result: dict) -> str:
-    """Describe an export's archive in the current language: "12,345 posts · 1.2 MB"."""
+    """Describe an export's archive in the current language: "12,345 posts · 1.2 MB", and
+    why it was not emailed, if it was not."""
     count = result["posts"]
     posts = ngettext("%(count)s post", "%(count)s posts", count, count=format_number(count))
-    return f"{posts} · {size(result['bytes'])}"
+    summary = f"{posts} · {size(result['bytes'])}"
+    if result.get("not_emailed") in NOT_EMAILED:
+        summary += f" · {NOT_EMAILED[result['not_emailed']]}"
+    return summary
 
 
 def size(count: int) -> str:
@@ -51,9 +60,12 @@ def export_posts(task: Task, attempt: Attempt, progress: ProgressReporter) -> di
     if user is None:
         raise JobError(N_("Your account no longer exists."))
     archive = db.session.get(Archive, task.id) or build_and_store(task, user, attempt, progress)
+    result = {"posts": archive.post_count, "bytes": archive.size}
     if archive.emailed_at is None:
-        deliver_export_email(user, archive, attempt, task.locale)
-    return {"posts": archive.post_count, "bytes": archive.size}
+        not_sent = deliver_export_email(user, archive, attempt, task.locale)
+        if not_sent:
+            result["not_emailed"] = not_sent
+    return result
 
 
 def build_and_store(

@@ -18,17 +18,28 @@ from microblog.exports.models import Archive, archive_chunks
 from microblog.extensions import db
 from microblog.jobs.models import TaskStatus
 from microblog.jobs.views import own_task_or_404, start_and_answer
+from microblog.throttle import limit
 
 bp = Blueprint("exports", __name__, url_prefix="/exports")
 
 
+def user_key() -> str:
+    return f"user:{current_user.id}"
+
+
 @bp.route("", methods=["POST"])
 @login_required
+@limit("EXPORT_LIMIT_PER_USER", key=user_key)
 def start():
     """Start an export; answer JSON to scripts and redirect browsers without JavaScript."""
+    if current_user.email_confirmed:
+        started = _("Your export has started. We will email you when it is ready.")
+    else:
+        started = _("Your export has started. It will be here to download when it is ready; "
+                    "confirm your email address to get exports by email too.")  # fmt: skip
     return start_and_answer(
         export_posts,
-        started=_("Your export has started. We will email you when it is ready."),
+        started=started,
         busy=_("An export of your posts is already in progress."),
         unavailable=_(
             "The export could not start: the job queue is unreachable. Please try again."

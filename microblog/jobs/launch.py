@@ -1,18 +1,20 @@
-"""Start a job: insert the task row, commit, then send the message."""
+"""Start a job: insert the task row, commit, then send the message; and send an errand's
+message, kept in the database while the broker is away."""
 
 import logging
 
 import dramatiq
 import redis
-from dramatiq.errors import BrokerConnectionError
+from dramatiq.errors import ActorNotFound, BrokerConnectionError
 from flask import current_app
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from microblog.extensions import db
 from microblog.i18n import N_, current_language
 from microblog.jobs import events, registry
 from microblog.jobs.ending import end
-from microblog.jobs.models import Task, TaskStatus
+from microblog.jobs.models import KeptMessage, Task, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +66,45 @@ def launch(actor: dramatiq.Actor, user_id: int, locale: str | None = None) -> Ta
         )
         raise QueueUnavailable(task.id) from error
     return task
+
+
+KEPT_BATCH = 100  # kept messages sent by one pass; the next pass sends more
+
+
+def send_or_keep(actor: dramatiq.Actor, *args: object) -> None:
+    """Send an errand's message (``args``: JSON); with the broker away, keep it in the
+    database for a worker to send once the broker is back (:func:`send_kept`). Commits what
+    it keeps: call it after the change it is about is committed.
+    """
+    message = actor.message(*args)
+    try:
+        current_app.extensions["dramatiq"].enqueue(message)
+        return
+    except (redis.RedisError, BrokerConnectionError) as error:
+        log.warning("errand %s not queued, the broker is unreachable (%s); kept to send later",
+                    actor.actor_name, error)  # fmt: skip
+    db.session.add(KeptMessage(id=message.message_id, actor_name=actor.actor_name,
+                               args=list(args)))  # fmt: skip
+    db.session.commit()
+
+
+def send_kept(broker: dramatiq.Broker) -> int:
+    """Send the kept messages, oldest first, each under its own id; return how many went.
+
+    A message sent whose row then fails to be deleted goes again on the next pass, with the
+    same id: an errand sends its email at most once per message id.
+    """
+    kept = list(
+        db.session.scalars(select(KeptMessage).order_by(KeptMessage.created_at).limit(KEPT_BATCH))
+    )
+    for row in kept:
+        try:
+            actor = broker.get_actor(row.actor_name)
+        except ActorNotFound:  # a worker of another version: one that knows it sends it
+            log.warning("kept message %s is for %s, which this worker does not run",
+                        row.id, row.actor_name)  # fmt: skip
+            continue
+        broker.enqueue(actor.message(*row.args).copy(message_id=row.id))
+        db.session.execute(delete(KeptMessage).where(KeptMessage.id == row.id))
+        db.session.commit()
+    return len(kept)

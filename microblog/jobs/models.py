@@ -177,3 +177,16 @@ def find_tasks(
         query = query.where(tuple_(Task.created_at, Task.id) < cursor)
     query = query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
     return [(task, username) for task, username in db.session.execute(query)]
+
+
+class KeptMessage(db.Model):
+    """A message for a worker that could not be sent while the broker was away, kept until
+    a worker's next pass sends it (see :func:`microblog.jobs.launch.send_or_keep`)."""
+
+    __tablename__ = "kept_message"
+
+    # The Dramatiq message's own id: sent twice, the errand still knows it as one message.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    actor_name: Mapped[str] = mapped_column(String(128))
+    args: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -23,3 +23,7 @@ class ResetPasswordForm(Form):
         _l("Repeat new password"), EqualTo("password", message=_l("The passwords do not match."))
     )
     submit = SubmitField(_l("Set my new password"))
+
+
+class ConfirmForm(Form):
+    submit = SubmitField(_l("Confirm my address"))

@@ -57,3 +57,43 @@ def read_token(token: str) -> tuple[User, str]:
     if user is None or fingerprint(user.password_hash) != print_:
         raise InvalidLink(_("This link has been used already, or the password changed since."))
     return user, user.password_hash
+
+
+CONFIRM_SALT = "confirm-address"
+
+
+def make_confirmation_token(user: User, address: str) -> str:
+    """Return a token that confirms ``address`` for ``user``: the address the account has and
+    has not confirmed, or the one it asked to change to."""
+    serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=CONFIRM_SALT)
+    return serializer.dumps([user.id, address])
+
+
+def read_confirmation_token(token: str) -> tuple[User, str]:
+    """Return the user and the address a confirmation token is for, if it can still confirm it.
+
+    One use by construction: once the address is confirmed (or another asked for instead),
+    no token for it matches the account any more.
+
+    :raise InvalidLink: forged, damaged, expired, used, or for an address since changed.
+    """
+    foreign = _("This link is not a confirmation link of this site.")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidLink(foreign)
+    serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=CONFIRM_SALT)
+    try:
+        user_id, address = serializer.loads(token, max_age=current_app.config["CONFIRM_MAX_AGE"])
+    except SignatureExpired:
+        raise InvalidLink(_("This link has expired.")) from None
+    except (BadSignature, TypeError, ValueError):
+        raise InvalidLink(foreign) from None
+    if not isinstance(user_id, int) or not isinstance(address, str):
+        raise InvalidLink(foreign)
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise InvalidLink(foreign)
+    if address == user.pending_email or (address == user.email and not user.email_confirmed):
+        return user, address
+    if address == user.email:
+        raise InvalidLink(_("This address is confirmed already: the link has done its work."))
+    raise InvalidLink(_("This link is for an address the account no longer asks for."))

@@ -5,8 +5,11 @@ import logging
 import redis
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
+from microblog.auth.addresses import confirm as confirm_address
 from microblog.auth.models import User, canonical, hash_password
 from microblog.auth.sessions import (
     announce_password_changed,
@@ -15,9 +18,10 @@ from microblog.auth.sessions import (
 )
 from microblog.extensions import db
 from microblog.i18n import _l, current_language
-from microblog.recovery.forms import ResetPasswordForm, ResetRequestForm
+from microblog.models import utcnow
+from microblog.recovery.forms import ConfirmForm, ResetPasswordForm, ResetRequestForm
 from microblog.recovery.mail import send_password_reset
-from microblog.recovery.tokens import InvalidLink, read_token
+from microblog.recovery.tokens import InvalidLink, read_confirmation_token, read_token
 from microblog.throttle import limit
 
 log = logging.getLogger(__name__)
@@ -87,6 +91,8 @@ def reset_password(token: str):
                 _("This link has been used already, or the password changed since.")
             )
         close_all_sign_ins(user)
+        if user.email_confirmed_at is None:
+            user.email_confirmed_at = utcnow()  # the link reached the address: it is theirs
         sign_in(user, remember=False)  # commits the password with the closed sign-ins
         announce_password_changed(user.id)
         flash(_("Your password is changed, and every other device is signed out."), "success")
@@ -94,6 +100,38 @@ def reset_password(token: str):
     return render_template(
         "recovery/reset.html", title=_("Choose a new password"), form=form, username=user.username
     ), 400 if form.errors else 200
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm(token: str):
+    """Confirm the address a link was sent to (the account's own, or the one it changes to):
+    the link shows a button, and the button's POST confirms, so no link checker does."""
+    try:
+        user, address = read_confirmation_token(token)
+    except InvalidLink as error:
+        return invalid_confirmation(str(error))
+    if current_user.is_authenticated and current_user.id != user.id:
+        return invalid_confirmation(_("This link is for another account than yours."))
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        page = render_template("recovery/confirm.html", title=_("Confirm your address"),
+                               form=form, address=address)  # fmt: skip
+        return page, 400 if form.errors else 200
+    confirm_address(user, address)
+    try:
+        db.session.commit()
+    except IntegrityError:  # another account confirmed this address first
+        db.session.rollback()
+        return invalid_confirmation(_("Another account has this address now."))
+    flash(_("Your email address %(address)s is confirmed.", address=address), "success")
+    return redirect(url_for("auth.account" if current_user.is_authenticated else "auth.login"))
+
+
+def invalid_confirmation(reason: str):
+    hours = current_app.config["CONFIRM_MAX_AGE"] // 3600
+    return render_template(
+        "recovery/confirm_invalid.html", title=_("Invalid link"), reason=reason, hours=hours
+    ), 400
 
 
 @bp.after_request

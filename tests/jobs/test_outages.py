@@ -23,6 +23,7 @@ from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task
+from microblog.models import utcnow
 from tests.support import ROOT
 from tests.support.data import insert_posts
 from tests.support.databases import PostgresServer, migrate
@@ -51,7 +52,8 @@ class Site:
 
     def export(self, posts: int) -> str:
         with self.app.app_context():
-            user = User(username=f"outage{time.monotonic_ns()}", email="outage@example.com")
+            user = User(username=f"outage{time.monotonic_ns()}", email="outage@example.com",
+                        email_confirmed_at=utcnow())  # fmt: skip
             user.set_password(PASSWORD)
             db.session.add(user)
             db.session.commit()

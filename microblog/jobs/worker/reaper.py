@@ -23,6 +23,7 @@ from microblog.extensions import db
 from microblog.i18n import N_
 from microblog.jobs import registry
 from microblog.jobs.ending import end
+from microblog.jobs.launch import send_kept
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from microblog.jobs.worker.broker import redis_message_id
 from microblog.jobs.worker.liveness import Periodic
@@ -131,8 +132,10 @@ def purge_dead_letters(broker: RedisBroker) -> int:
 
 
 def run_pass(broker: RedisBroker) -> None:
-    """One reaper pass: lost tasks, old tasks and dead letters, then the app's chores."""
+    """One reaper pass: kept messages, lost tasks, old tasks and dead letters, then the app's
+    chores."""
     grace = timedelta(seconds=current_app.config["JOBS_REAPER_GRACE"])
+    send_kept(broker)
     reap(broker, grace)
     delete_old_tasks()
     purge_dead_letters(broker)

@@ -36,7 +36,7 @@ from flask import Flask
 from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 
-from microblog import metrics
+from microblog import mailer, metrics
 from microblog.database import discard_session
 from microblog.extensions import db
 from microblog.i18n import N_, LazyMessage, _l, msgid
@@ -293,6 +293,10 @@ def retry_delay_ms() -> int:
 
 def waiting_reason(error: BaseException) -> str:
     """Say in the user's words which dependency the task waits for."""
+    if isinstance(error, mailer.RelayUntrusted):
+        return error.reason
+    if isinstance(error, mailer.TemporarilyRefused):
+        return N_("The mail server refused the email for now.")
     if isinstance(error, smtplib.SMTPException | OSError):
         return N_("The mail server is unreachable.")
     if isinstance(error, redis.RedisError):
@@ -341,6 +345,10 @@ def is_last_attempt() -> bool:
 
 def user_safe_reason(error: BaseException) -> str:
     """Say what went wrong in words for the user, without internals."""
+    if isinstance(error, mailer.RelayUntrusted):
+        return error.reason
+    if isinstance(error, mailer.TemporarilyRefused):
+        return N_("The mail server kept refusing the email. Please try again later.")
     if isinstance(error, smtplib.SMTPException | OSError):
         return N_("The email could not be sent: the mail server did not answer. Please try again.")
     if isinstance(error, redis.RedisError):
