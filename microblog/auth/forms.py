@@ -3,6 +3,7 @@
 import unicodedata
 
 from flask_babel import gettext as _
+from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute
 from wtforms import BooleanField, PasswordField, SelectField, StringField, SubmitField
@@ -127,7 +128,7 @@ class EmailChangeForm(Form):
     submit = SubmitField(_l("Change email"))
 
     def validate_email(self, field: StringField) -> None:
-        if not field.errors and taken(User.email_key, field.data):
+        if not field.errors and taken(User.email_key, field.data, other_than=current_user.id):
             raise ValidationError(_("An account with that email already exists."))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from dramatiq.brokers.redis import RedisBroker
 from flask import Flask
 
 from devkit.services import MailCatcher, RedisServer, free_port, wait_until
@@ -201,3 +202,12 @@ def purge_queues(redis_url: str) -> None:
             store.delete(*queued)  # one round trip, however many queues
     finally:
         store.close()
+
+
+def wait_until_idle(broker: RedisBroker, timeout: float = 30) -> None:
+    """Wait until no message of the default queue is waiting, delayed or running."""
+
+    def idle() -> bool:
+        return broker.do_qsize("default") == 0 and broker.do_qsize("default.DQ") == 0
+
+    wait_until(idle, timeout, "the worker to finish every message")

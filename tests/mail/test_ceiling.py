@@ -1,0 +1,76 @@
+"""No address gets more than the ceiling of emails, whatever sends them: fifty resets and
+exports at one address deliver at most the ceiling, the rest dropped with a WARNING and the
+export's card saying why; and starting exports is throttled per user."""
+
+import logging
+
+import pytest
+from sqlalchemy import select
+
+from devkit.services import wait_until
+from microblog import create_app
+from microblog.exports.jobs import export_posts
+from microblog.extensions import db
+from microblog.jobs.launch import launch
+from microblog.jobs.models import Task
+from microblog.recovery.mail import send_password_reset
+from tests.support.servers import wait_until_idle
+from tests.support.web import JSON
+
+CEILING = 10
+
+
+@pytest.fixture
+def app_config(app_config):
+    return {**app_config, "MAIL_LIMIT_PER_ADDRESS_HOUR": CEILING, "THROTTLE_ENABLED": False}
+
+
+@pytest.fixture
+def make_app_with(app_config):
+    made = []
+
+    def make(**changes):
+        made.append(create_app({**app_config, **changes}))
+        return made[-1]
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_fifty_emails_at_one_address_deliver_at_most_the_ceiling(
+    app, make_user, worker, mailbox, recorded_events, caplog
+):
+    # Given ann, and bob at another address
+    ann = make_user("ann")
+    make_user("bob")
+    with caplog.at_level(logging.WARNING, logger="microblog"):
+        # When fifty emails are asked for her address: resets, and exports one after another
+        for _ in range(45):
+            send_password_reset.send("ann@example.com")
+        wait_until_idle(app.extensions["dramatiq"], timeout=60)
+        for _ in range(5):
+            with app.app_context():
+                task_id = launch(export_posts, ann).id
+            recorded_events.finished(task_id)
+        send_password_reset.send("bob@example.com")
+        wait_until(lambda: any(m["To"] == "bob@example.com" for m in mailbox), 30, "bob's link")
+    # Then she got exactly the ceiling, and bob his own link
+    assert len([m for m in mailbox if m["To"] == "ann@example.com"]) == CEILING
+    assert "an email is dropped: 1 address(es) at example.com had the most emails" in caplog.text
+    # And the exports past it say on their card that they were not emailed
+    with app.app_context():
+        results = [t.result for t in db.session.scalars(select(Task))]
+    assert all(r["not_emailed"] == "ceiling" for r in results), results
+
+
+def test_exports_are_throttled_per_user(app_config, make_app_with, make_user):
+    app = make_app_with(THROTTLE_ENABLED=True, EXPORT_LIMIT_PER_USER="2 per hour")
+    make_user("ann")
+    client = app.test_client()
+    client.post("/auth/login", data={"username": "ann", "password": "correct-horse-9"})
+    answers = [client.post("/exports", headers=JSON) for _ in range(3)]
+    assert [a.status_code for a in answers] == [202, 409, 429]
+    assert "Too many attempts" in answers[2].get_json()["message"]
+    assert answers[2].headers["Retry-After"]
