@@ -46,7 +46,9 @@ def slow_relay():
 
 @pytest.fixture
 def app_config(app_config, slow_relay):
-    return {**app_config, "MAIL_PORT": slow_relay.port}
+    # Twenty exports, each emailed to one address: past the everyday limits on purpose.
+    return {**app_config, "MAIL_PORT": slow_relay.port, "EXPORT_LIMIT_PER_USER": "100 per hour",
+            "MAIL_LIMIT_PER_ADDRESS_HOUR": 100, "MAIL_LIMIT_PER_ADDRESS_DAY": 100}  # fmt: skip
 
 
 def test_a_cancel_at_the_moment_delivery_begins_never_leaves_a_cancelled_task_delivered(

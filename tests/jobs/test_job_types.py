@@ -21,7 +21,12 @@ from tests.support.data import insert_posts, task_row
 from tests.support.servers import running_worker
 from tests.support.web import JSON
 
-ERRANDS = ["send_password_changed", "send_password_reset"]
+ERRANDS = [
+    "send_address_change_notice",
+    "send_confirmation",
+    "send_password_changed",
+    "send_password_reset",
+]
 OLD_VERSION = {"JOB_MODULES": "microblog.exports.jobs"}  # a worker from before count_words
 
 

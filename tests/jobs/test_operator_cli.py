@@ -119,7 +119,8 @@ def test_jobs_status_shows_queues_and_fails_without_a_live_worker(app, runner, m
     assert "live workers: 1" in busy.output
     line = (
         r"^  \S+:\d+  last beat \d+\.\ds ago  runs: count_words, export_posts, "
-        r"send_password_changed, send_password_reset$"
+        r"send_address_change_notice, send_confirmation, send_password_changed, "
+        r"send_password_reset$"
     )  # job types, then errands
     assert re.search(line, busy.output, re.MULTILINE), busy.output
     # And a worker that stopped is gone from the list at once

@@ -3,6 +3,7 @@ exports at one address deliver at most the ceiling, the rest dropped with a WARN
 export's card saying why; and starting exports is throttled per user."""
 
 import logging
+import time
 
 import pytest
 from sqlalchemy import select
@@ -45,6 +46,7 @@ def test_fifty_emails_at_one_address_deliver_at_most_the_ceiling(
     # Given ann, and bob at another address
     ann = make_user("ann")
     make_user("bob")
+    first_hour = int(time.time()) // 3600
     with caplog.at_level(logging.WARNING, logger="microblog"):
         # When fifty emails are asked for her address: resets, and exports one after another
         for _ in range(45):
@@ -56,13 +58,15 @@ def test_fifty_emails_at_one_address_deliver_at_most_the_ceiling(
             recorded_events.finished(task_id)
         send_password_reset.send("bob@example.com")
         wait_until(lambda: any(m["To"] == "bob@example.com" for m in mailbox), 30, "bob's link")
-    # Then she got exactly the ceiling, and bob his own link
-    assert len([m for m in mailbox if m["To"] == "ann@example.com"]) == CEILING
+    # Then she got exactly the ceiling (twice, if a clock hour began meanwhile), bob his link
+    windows = int(time.time()) // 3600 - first_hour + 1
+    delivered = len([m for m in mailbox if m["To"] == "ann@example.com"])
+    assert delivered == CEILING or (windows > 1 and CEILING < delivered <= windows * CEILING)
     assert "an email is dropped: 1 address(es) at example.com had the most emails" in caplog.text
     # And the exports past it say on their card that they were not emailed
     with app.app_context():
         results = [t.result for t in db.session.scalars(select(Task))]
-    assert all(r["not_emailed"] == "ceiling" for r in results), results
+    assert windows > 1 or all(r["not_emailed"] == "ceiling" for r in results), results
 
 
 def test_exports_are_throttled_per_user(app_config, make_app_with, make_user):

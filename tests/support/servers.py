@@ -88,6 +88,8 @@ class LiveStacks:
             "METRICS_TOKEN": LIVE_METRICS_TOKEN,
             # Every live test signs in from 127.0.0.1; the per-account limit still holds.
             "LOGIN_LIMIT_PER_ADDRESS": "10000 per minute",
+            # Hostile-input tests start exports by the hundred; the limit has its own test.
+            "EXPORT_LIMIT_PER_USER": "10000 per minute",
             # Workers serve metrics on a port of their own: any free one, in this session's
             # directory, so that parallel workers never fight over one.
             "dramatiq_prom_port": "0",

@@ -55,8 +55,11 @@ FORMS = {
     "/auth/reset_password_request": ("email",),
     "/send_message/bob": ("message",),
     "/auth/language": ("language",),
+    "/auth/email": ("address-email", "address-current_password"),
+    "/auth/confirmation": ("submit",),
 }
-SIGNED_IN_FORMS = ("/", "/edit_profile", "/auth/account", "/send_message/bob", "/auth/language")
+SIGNED_IN_FORMS = ("/", "/edit_profile", "/auth/account", "/send_message/bob", "/auth/language",
+                   "/auth/email", "/auth/confirmation")  # fmt: skip
 
 
 @pytest.fixture
@@ -95,6 +98,9 @@ def snapshot(app: Flask) -> tuple:
                 User.password_hash,
                 User.unread_messages,
                 User.language,
+                User.email,
+                User.email_confirmed_at,
+                User.pending_email,
             ).order_by(User.id)  # fmt: skip
         ).all()
         db.session.remove()
@@ -187,7 +193,8 @@ def given_fuzz(*strategies, **kwargs):
 BODIES = st.one_of(
     st.fixed_dictionaries({}, optional={f: TEXT for f in ("username", "email", "password",
                            "password2", "post", "about_me", "current_password", "remember_me",
-                           "message", "language")}
+                           "message", "language", "address-email",
+                           "address-current_password")}
                           ).map(lambda form: {"data": form}),
     JSON_VALUES.map(lambda value: {"data": json.dumps(value), "content_type": "application/json"}),
     st.binary(max_size=300).map(lambda raw: {"data": raw, "content_type": "text/plain"}),
@@ -220,6 +227,7 @@ ROUTES = st.one_of(
                                "/user/{}/popup"])),
     st.tuples(st.sampled_from(["POST"]), st.sampled_from(["/follow/{}", "/unfollow/{}"])),
     st.tuples(st.sampled_from(["GET", "POST"]), st.just("/auth/reset_password/{}")),
+    st.tuples(st.sampled_from(["GET", "POST"]), st.just("/auth/confirm/{}")),
     st.tuples(st.sampled_from(["GET", "POST"]), st.just("/send_message/{}")),
 )  # fmt: skip
 QUERY_TARGETS = st.sampled_from(
