@@ -77,6 +77,24 @@ def app(app_config, redis_server) -> Iterator[Flask]:
 
 
 @pytest.fixture
+def make_app(app, app_config):
+    """Build apps with changed settings, on ``app``'s database and freshly emptied Redis.
+
+    Their database connections are closed afterwards.
+    """
+    made = []
+
+    def make(**changes) -> Flask:
+        made.append(create_app({**app_config, **changes}))
+        return made[-1]
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 

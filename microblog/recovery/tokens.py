@@ -23,6 +23,11 @@ class InvalidLink(Exception):
     """The link cannot reset a password; its message says why, for the user."""
 
 
+def is_user_id(value: object) -> bool:
+    """Tell whether a signed value can be a user's id: an int (not a bool) in the column's range."""
+    return type(value) is int and 0 < value < 2**31
+
+
 def fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
 
@@ -51,7 +56,7 @@ def read_token(token: str) -> tuple[User, str]:
         raise InvalidLink(_("This link has expired.")) from None
     except (BadSignature, TypeError, ValueError):
         raise InvalidLink(_("This link is not a password reset link of this site.")) from None
-    if not isinstance(user_id, int) or not isinstance(print_, str):
+    if not is_user_id(user_id) or not isinstance(print_, str):
         raise InvalidLink(_("This link is not a password reset link of this site."))
     user = db.session.scalar(select(User).where(User.id == user_id))
     if user is None or fingerprint(user.password_hash) != print_:
@@ -87,7 +92,7 @@ def read_confirmation_token(token: str) -> tuple[User, str]:
         raise InvalidLink(_("This link has expired.")) from None
     except (BadSignature, TypeError, ValueError):
         raise InvalidLink(foreign) from None
-    if not isinstance(user_id, int) or not isinstance(address, str):
+    if not is_user_id(user_id) or not isinstance(address, str) or len(address) > 120:
         raise InvalidLink(foreign)
     user = db.session.get(User, user_id)
     if user is None:

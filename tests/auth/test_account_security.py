@@ -10,30 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from microblog import create_app
 from microblog.auth.sessions import SignIn
 from microblog.extensions import db
 from tests.support.web import JSON, PASSWORD
 
 NEW_PASSWORD = "another-horse-7"
-
-
-@pytest.fixture
-def make_app(app, app_config):
-    """Build apps with changed settings, on ``app``'s database and freshly emptied Redis.
-
-    Their database connections are closed afterwards.
-    """
-    made = []
-
-    def make(**changes) -> Flask:
-        made.append(create_app({**app_config, **changes}))
-        return made[-1]
-
-    yield make
-    for app in made:
-        with app.app_context():
-            db.engine.dispose()
 
 
 def cookies_set(response) -> dict[str, SimpleCookie]:

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import select
 
 from devkit.services import wait_until
-from microblog import create_app
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
@@ -24,20 +23,6 @@ CEILING = 10
 @pytest.fixture
 def app_config(app_config):
     return {**app_config, "MAIL_LIMIT_PER_ADDRESS_HOUR": CEILING, "THROTTLE_ENABLED": False}
-
-
-@pytest.fixture
-def make_app_with(app_config):
-    made = []
-
-    def make(**changes):
-        made.append(create_app({**app_config, **changes}))
-        return made[-1]
-
-    yield make
-    for app in made:
-        with app.app_context():
-            db.engine.dispose()
 
 
 def test_fifty_emails_at_one_address_deliver_at_most_the_ceiling(
@@ -69,8 +54,8 @@ def test_fifty_emails_at_one_address_deliver_at_most_the_ceiling(
     assert windows > 1 or all(r["not_emailed"] == "ceiling" for r in results), results
 
 
-def test_exports_are_throttled_per_user(app_config, make_app_with, make_user):
-    app = make_app_with(THROTTLE_ENABLED=True, EXPORT_LIMIT_PER_USER="2 per hour")
+def test_exports_are_throttled_per_user(make_app, make_user):
+    app = make_app(THROTTLE_ENABLED=True, EXPORT_LIMIT_PER_USER="2 per hour")
     make_user("ann")
     client = app.test_client()
     client.post("/auth/login", data={"username": "ann", "password": "correct-horse-9"})

@@ -10,7 +10,7 @@ import requests
 from flask_mail import Message
 
 from devkit.services import wait_until
-from microblog import create_app, mailer
+from microblog import mailer
 from microblog.exports.jobs import export_posts
 from microblog.extensions import db
 from microblog.jobs.launch import launch
@@ -28,19 +28,9 @@ def certificates(tmp_path) -> Certificates:
 
 
 @pytest.fixture
-def make_app(app_config):
+def relay_app(make_app):
     """Build an app on this test's database whose mail goes to ``relay`` as ``settings`` say."""
-    made = []
-
-    def make(relay: Relay, **settings):
-        app = create_app({**app_config, "MAIL_PORT": relay.port, **settings})
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        with app.app_context():
-            db.engine.dispose()
+    return lambda relay, **settings: make_app(MAIL_PORT=relay.port, **settings)
 
 
 def send_one(app) -> None:
@@ -50,11 +40,11 @@ def send_one(app) -> None:
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
-def test_a_relay_with_an_untrusted_certificate_receives_nothing(make_app, certificates, implicit):
+def test_a_relay_with_an_untrusted_certificate_receives_nothing(relay_app, certificates, implicit):
     # Given a relay whose certificate comes from an authority the site does not trust
     tls = {"MAIL_USE_SSL": True} if implicit else {"MAIL_USE_TLS": True}
     with Relay(tls=certificates.server_context(), implicit_tls=implicit, auth=True) as relay:
-        app = make_app(relay, MAIL_USERNAME="microblog", MAIL_PASSWORD="secret", **tls)
+        app = relay_app(relay, MAIL_USERNAME="microblog", MAIL_PASSWORD="secret", **tls)
         # When the site sends to it, the connection is refused as untrusted
         with pytest.raises(mailer.RelayUntrusted) as refused:
             send_one(app)
@@ -64,39 +54,39 @@ def test_a_relay_with_an_untrusted_certificate_receives_nothing(make_app, certif
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
-def test_a_relay_trusted_through_the_ca_setting_delivers(make_app, certificates, implicit):
+def test_a_relay_trusted_through_the_ca_setting_delivers(relay_app, certificates, implicit):
     tls = {"MAIL_USE_SSL": True} if implicit else {"MAIL_USE_TLS": True}
     with Relay(tls=certificates.server_context(), implicit_tls=implicit, auth=True) as relay:
-        app = make_app(relay, MAIL_CA_FILE=str(certificates.ca_file), MAIL_USERNAME="microblog",
+        app = relay_app(relay, MAIL_CA_FILE=str(certificates.ca_file), MAIL_USERNAME="microblog",
                        MAIL_PASSWORD="secret", **tls)  # fmt: skip
         send_one(app)
         assert [m["Subject"] for m in relay.messages] == ["Hello"]
         assert relay.auth_attempts  # logged in, over TLS
 
 
-def test_a_certificate_for_another_name_is_refused(make_app, tmp_path):
+def test_a_certificate_for_another_name_is_refused(relay_app, tmp_path):
     # Given a trusted authority's certificate, but for another host than the relay's
     certificates = Certificates(tmp_path, host="mail.example.org")
     with Relay(tls=certificates.server_context()) as relay:
-        app = make_app(relay, MAIL_USE_TLS=True, MAIL_CA_FILE=str(certificates.ca_file))
+        app = relay_app(relay, MAIL_USE_TLS=True, MAIL_CA_FILE=str(certificates.ca_file))
         with pytest.raises(mailer.RelayUntrusted, match="mismatch|match"):
             send_one(app)
         assert relay.messages == []
 
 
-def test_a_relay_without_starttls_never_sees_the_credentials(make_app):
+def test_a_relay_without_starttls_never_sees_the_credentials(relay_app):
     # Given a relay that offers AUTH in clear but no STARTTLS, and a site that wants TLS
     with Relay(auth=True) as relay:
-        app = make_app(relay, MAIL_USE_TLS=True, MAIL_USERNAME="microblog", MAIL_PASSWORD="secret")
+        app = relay_app(relay, MAIL_USE_TLS=True, MAIL_USERNAME="microblog", MAIL_PASSWORD="secret")
         with pytest.raises(mailer.RelayUntrusted) as refused:
             send_one(app)
         assert refused.value.reason == "The mail server does not offer a secure connection."
         assert relay.auth_attempts == [] and relay.messages == []
 
 
-def test_an_export_s_last_attempt_names_the_certificate(make_app, make_user, certificates):
+def test_an_export_s_last_attempt_names_the_certificate(relay_app, make_user, certificates):
     with Relay(tls=certificates.server_context()) as relay:
-        app = make_app(relay, MAIL_USE_TLS=True)
+        app = relay_app(relay, MAIL_USE_TLS=True)
         with app.app_context():
             task_id = launch(export_posts, make_user("alice")).id
             export_posts(task_id)  # called directly: nothing retries it, it is the last attempt
