@@ -71,7 +71,8 @@ class AdminMail(logging.Handler):
             return True  # counted in this process only, while Redis is away
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.first_in_interval(error_name(record)):
+        name = getattr(record, "error_name", None) or error_name(record)
+        if not self.first_in_interval(name):
             return
         summary = record.getMessage().splitlines()[0][:120] if record.getMessage() else "error"
         host = f"{os.uname().nodename}:{os.getpid()}"
@@ -114,6 +115,15 @@ class ErrorMail(QueueHandler):
             self.queue.put_nowait(record)
         except queue.Full:
             pass
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Name the error before the record is flattened for the queue: flattening writes
+        the message out with its details (the URL…) and drops the exception, which would make
+        every occurrence a new error."""
+        name = error_name(record)
+        prepared = super().prepare(record)
+        prepared.error_name = name
+        return prepared
 
     def stop(self) -> None:
         """Mail what is queued, then stop the listener."""

@@ -62,6 +62,7 @@ _STRINGS = {
     "RESET_LIMIT_PER_ADDRESS",
     "MESSAGE_LIMIT_PER_USER",
     "EXPORT_LIMIT_PER_USER",
+    "SEARCH_LIMIT_PER_CLIENT",
     "CONFIRM_LIMIT_PER_ACCOUNT",
     "METRICS_TOKEN",
     "SENTRY_DSN",
@@ -129,7 +130,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Seconds the mail relay may take for any one step (connect, each reply, each write).
         "MAIL_TIMEOUT": 30,
         # PostgreSQL: longest statement; lock waits are capped at a sixth of it, and a session
-        # idle in a transaction for five times as long is ended. SQLite waits for locks 10 s.
+        # idle in a transaction for five times as long is ended. SQLite waits for locks a sixth.
         "DATABASE_STATEMENT_TIMEOUT_MS": 60_000,
         # Longest a search may keep the database busy; past it the page says the search was
         # too broad (a few queries, such as "word -word", match nothing slowly).
@@ -179,6 +180,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MESSAGE_LIMIT_PER_USER": "30 per minute",
         # Exports one user may start.
         "EXPORT_LIMIT_PER_USER": "10 per hour",
+        # Searches from one client address (each may keep the database busy for its budget).
+        "SEARCH_LIMIT_PER_CLIENT": "60 per minute",
         # Confirmation links one account may ask for again, and changes of address.
         "CONFIRM_LIMIT_PER_ACCOUNT": "5 per hour",
         # Seconds a password reset link works (and only until the password changes).

@@ -2,6 +2,7 @@
 
 import os
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -10,16 +11,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from microblog.extensions import db
 
+SQLITE_BUSY_MS = 10_000  # a lock wait when statements have no timeout
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+
+def _tune_sqlite(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     # WAL lets the web read while a worker writes; the busy timeout waits out short writes
-    # instead of failing with "database is locked"; SQLite ignores foreign keys by default.
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+    # instead of failing with "database is locked" (a sixth of the statement timeout, as
+    # PostgreSQL's lock waits); SQLite ignores foreign keys by default.
+    def tune(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return tune
 
 
 def init_app(app: Flask) -> None:
@@ -27,7 +34,8 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             os.makedirs(app.instance_path, exist_ok=True)
-            event.listen(db.engine, "connect", _tune_sqlite)
+            busy_ms = app.config["DATABASE_STATEMENT_TIMEOUT_MS"] // 6 or SQLITE_BUSY_MS
+            event.listen(db.engine, "connect", _tune_sqlite(busy_ms))
 
 
 def discard_session() -> None:

@@ -1,4 +1,13 @@
-"""Error pages in the site's look, and JSON errors for clients that ask for JSON."""
+"""Error pages in the site's look, and JSON errors for clients that ask for JSON.
+
+A dependency away (the database restarting, locked past its timeout, Redis down) is no bug:
+the request answers 503 with ``Retry-After`` on a page that needs nothing but the app itself,
+each process logs one WARNING when the outage begins and one INFO line when it ends, and
+nobody is mailed. Anything else unexpected is a 500, logged as an ERROR with its traceback.
+"""
+
+import logging
+import threading
 
 from flask import Flask, current_app, flash, jsonify, redirect, render_template, request
 from flask_babel import format_number
@@ -7,8 +16,16 @@ from flask_login.utils import login_url
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, Unauthorized
 
+from microblog import i18n
+from microblog.database import discard_session
 from microblog.extensions import db, login_manager
 from microblog.i18n import _l
+from microblog.outages import is_outage
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE = _l("The site cannot answer right now. Please try again in a moment.")
 
 
 def wants_json() -> bool:
@@ -48,7 +65,17 @@ def status_texts(error: HTTPException) -> tuple[str, str]:
 
 
 def handle_http_error(error: HTTPException):
-    """Render any 4xx/5xx with its own status, headers and a readable explanation."""
+    """Render any 4xx/5xx with its own status, headers and a readable explanation; a 503
+    instead when the page cannot be made for a dependency's outage (it reads the session)."""
+    try:
+        return render_http_error(error)
+    except Exception as failure:
+        if is_outage(failure):
+            return handle_outage(failure)
+        raise
+
+
+def render_http_error(error: HTTPException):
     if error.code and error.code >= 500:
         db.session.rollback()
     name, description = status_texts(error)
@@ -86,13 +113,77 @@ PLAIN_500 = "Something went wrong on our side. Please try again in a moment.\n"
 
 
 def handle_unexpected_error(error: Exception):
-    """Log the crash and show the 500 page; never leak the traceback."""
+    """Log the crash and show the 500 page; never leak the traceback. A dependency's outage
+    is a 503 instead (see :func:`handle_outage`)."""
+    if is_outage(error):
+        return handle_outage(error)
     current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
     try:
         return handle_http_error(InternalServerError())
     except Exception:  # the page itself failed (it reads the session): answer plainly
         current_app.logger.exception("The error page failed too")
         return current_app.response_class(PLAIN_500, 500, mimetype="text/plain")
+
+
+class Outages:
+    """What this process knows of its dependencies' outages: one WARNING as each begins, one
+    INFO line when a request next succeeds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current: dict[str, str] = {}  # dependency -> what the first failure said
+
+    def began(self, dependency: str, error: Exception) -> None:
+        with self._lock:
+            if dependency in self.current:
+                return
+            self.current[dependency] = f"{type(error).__name__}: {error}"
+        log.warning("%s is unreachable; answering 503 until it is back (%s: %s)",
+                    dependency, type(error).__name__, str(error).splitlines()[0][:200])  # fmt: skip
+
+    def ended(self) -> None:
+        with self._lock:
+            ended, self.current = list(self.current), {}
+        for dependency in ended:
+            log.info("%s is back", dependency)
+
+
+def dependency_of(error: Exception) -> str:
+    module = type(error).__module__
+    if module.startswith("redis"):
+        return "Redis"
+    if module.startswith(("sqlalchemy", "psycopg", "sqlite3")):
+        return "the database"
+    return "a dependency"
+
+
+def handle_outage(error: Exception):
+    """Answer 503 with ``Retry-After`` on a page that reads neither the database nor the
+    session: in the browser's language, with no user menu."""
+    discard_session()
+    outages: Outages = current_app.extensions["microblog.outages"]
+    outages.began(dependency_of(error), error)
+    with i18n.language(i18n.browser_language()):
+        name, description = str(STATUS_TEXTS[503][0]), str(UNAVAILABLE)
+        if wants_json():
+            response = jsonify(error=name, message=description)
+        else:
+            template = current_app.jinja_env.get_template("errors/unavailable.html")
+            page = template.render(title=name, name=name, description=description,
+                                   lang=i18n.current_language())  # fmt: skip
+            response = current_app.response_class(page, mimetype="text/html")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def note_recovery(response):
+    """After an outage, the first request that succeeds says the dependency is back."""
+    outages: Outages = current_app.extensions["microblog.outages"]
+    if outages.current and response.status_code < 500:
+        outages.ended()
+    return response
 
 
 def handle_unauthorized():
@@ -104,6 +195,8 @@ def handle_unauthorized():
 
 
 def init_app(app: Flask) -> None:
+    app.extensions["microblog.outages"] = Outages()
+    app.after_request(note_recovery)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(413, handle_too_large)
     app.register_error_handler(HTTPException, handle_http_error)

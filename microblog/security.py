@@ -40,6 +40,9 @@ def init_app(app: Flask) -> None:
     def add_security_headers(response: Response) -> Response:
         for name, value in headers.items():
             response.headers.setdefault(name, value)
+        # A page's language follows Accept-Language and the language cookie, and its content
+        # the session's cookie: no shared cache may hand one reader's page to another.
+        response.vary.update(("Accept-Language", "Cookie"))
         return response
 
     if app.config["PROXY_COUNT"]:

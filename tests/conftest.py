@@ -32,6 +32,14 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of this test's own, which it may shut down and start again."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def databases(request, tmp_path_factory) -> Databases:
     return Databases(

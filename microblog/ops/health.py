@@ -8,15 +8,18 @@ import click
 import redis
 from flask import Blueprint, current_app, jsonify
 from flask.cli import with_appcontext
+from flask_login import current_user
 from redis.cluster import RedisCluster
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from microblog.database import discard_session
 from microblog.extensions import db
 from microblog.jobs.worker.liveness import live_workers
 from microblog.live.channel import redis_client
 from microblog.live.stream import open_streams, subscription_state
 from microblog.mailer import open_relay
+from microblog.ops.prometheus import has_metrics_token
 from microblog.redis_clients import broker_client, events_on_cluster
 
 bp = Blueprint("health", __name__)
@@ -97,7 +100,11 @@ def check_mail() -> str:
 
 @bp.route("/readyz")
 def readyz():
-    """Deep check for monitors and deploys: database, Redis, mail relay, a live worker."""
+    """Deep check for monitors and deploys: database, Redis, mail relay, a live worker.
+
+    Anyone learns whether each dependency answers ("ok" or "error"); only operators (the
+    metrics token, or a signed-in admin) learn why, with the relay's host and port.
+    """
     healthy, checks = run_checks()
     checks["mail"] = check_mail()
     try:
@@ -105,9 +112,22 @@ def readyz():
     except redis.RedisError:
         workers = 0
     ready = healthy and checks["mail"] == "ok" and workers > 0
+    if not for_operators():
+        checks = {name: "ok" if found == "ok" else "error" for name, found in checks.items()}
     return jsonify(status="ok" if ready else "degraded", workers=workers, **checks), (
         200 if ready else 503
     )
+
+
+def for_operators() -> bool:
+    """Tell whether the request comes from an operator: the scraper's token or an admin."""
+    if has_metrics_token():
+        return True
+    try:
+        return bool(current_user.is_authenticated and current_user.is_admin)
+    except SQLAlchemyError:  # the database is away: its check already says so
+        discard_session()
+        return False
 
 
 @click.command("check")

@@ -82,11 +82,16 @@ class ServiceState(Collector):
 bp = Blueprint("metrics", __name__)
 
 
-@bp.route("/metrics")
-def metrics() -> Response:
+def has_metrics_token() -> bool:
+    """Tell whether the request carries the scraper's bearer token (none is set: no one does)."""
     token = current_app.config["METRICS_TOKEN"]
     offered = request.headers.get("Authorization", "").encode()
-    if not hmac.compare_digest(offered, f"Bearer {token}".encode()):
+    return bool(token) and hmac.compare_digest(offered, f"Bearer {token}".encode())
+
+
+@bp.route("/metrics")
+def metrics() -> Response:
+    if not has_metrics_token():
         return Response(
             "A bearer token is required.\n", 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
         )

@@ -13,7 +13,9 @@ from microblog.auth.addresses import confirm as confirm_address
 from microblog.auth.models import User, canonical, hash_password
 from microblog.auth.sessions import (
     announce_password_changed,
+    announce_revoked,
     close_all_sign_ins,
+    close_sign_in,
     sign_in,
 )
 from microblog.extensions import db
@@ -91,9 +93,14 @@ def reset_password(token: str):
                 _("This link has been used already, or the password changed since.")
             )
         close_all_sign_ins(user)
+        # Another account signed in in this browser is signed out for good, not left open.
+        other = current_user.id if current_user.is_authenticated else None
+        others_closed = close_sign_in(current_user) if other not in (None, user.id) else []
         if user.email_confirmed_at is None:
             user.email_confirmed_at = utcnow()  # the link reached the address: it is theirs
         sign_in(user, remember=False)  # commits the password with the closed sign-ins
+        if others_closed:
+            announce_revoked(other, others_closed)
         announce_password_changed(user.id)
         flash(_("Your password is changed, and every other device is signed out."), "success")
         return redirect(url_for("posts.index"))

@@ -8,6 +8,7 @@ from microblog.posts.models import Page
 from microblog.posts.views import page_of_request
 from microblog.search.models import Matches, SearchTooLong, people, time_budget
 from microblog.search.query import MAX_QUERY_LENGTH, parse
+from microblog.throttle import client_address, hit
 
 bp = Blueprint("search", __name__)
 
@@ -19,6 +20,8 @@ def search():
     if len(text) > MAX_QUERY_LENGTH:
         error = _("Keep searches to %(max)d characters.", max=MAX_QUERY_LENGTH)
         return render_template("search/search.html", title=_("Search"), q=text, error=error), 400
+    if text:  # each search may keep the database busy up to its budget
+        hit("SEARCH_LIMIT_PER_CLIENT", client_address())
     query = parse(text)
     page = Page([], None, None)
     try:

@@ -76,6 +76,13 @@ def test_every_page_sends_the_security_headers(client):
     assert "Strict-Transport-Security" not in response.headers  # not over plain HTTP
 
 
+@pytest.mark.parametrize("path", ["/auth/login", "/explore", "/nowhere"])
+def test_pages_say_they_vary_by_language_and_cookie(client, path):
+    # A shared cache must not hand one reader's page (language, sign-in) to another
+    vary = {value.strip() for value in client.get(path).headers["Vary"].split(",")}
+    assert {"Accept-Language", "Cookie"} <= vary
+
+
 def test_pages_have_no_inline_script_or_style(client, auth, app):
     # Given pages with avatars, task cards and forms
     auth.signed_in("alice")

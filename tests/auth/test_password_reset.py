@@ -331,3 +331,25 @@ def test_every_change_of_password_tells_the_user(app, client, auth, runner, mail
         # Then each change is one email to her
         wait_for_mail(mailbox, "alice@example.com", subject, count=2)
     assert len(mails_to(mailbox, "alice@example.com", subject)) == 2
+
+
+def test_a_reset_in_a_browser_signed_in_as_another_account_signs_that_one_out(app, make_user):
+    # Given bob signed in in a browser, his session cookie copied elsewhere
+    make_user("alice")
+    make_user("bob")
+    browser = app.test_client()
+    assert (
+        browser.post("/auth/login", data={"username": "bob", "password": PASSWORD}).status_code
+        == 302
+    )
+    copy = app.test_client()
+    copy.set_cookie("session", browser.get_cookie("session").value)
+    assert signed_in_as(copy) == "bob"
+    # When alice's reset link is used in that browser
+    with app.app_context():
+        link = "/auth/reset_password/" + tokens.make_token(db.session.get(User, 1))
+    done = browser.post(link, data={"password": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    assert done.status_code == 302
+    # Then the browser is alice's, and bob's sign-in there is closed for good
+    assert signed_in_as(browser) == "alice"
+    assert signed_in_as(copy) is None

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from microblog.jobs.models import Task
 from microblog.models import utcnow
 from tests.support import ROOT
 from tests.support.data import insert_posts
-from tests.support.databases import PostgresServer, migrate
+from tests.support.databases import migrate
 from tests.support.web import PASSWORD
 
 POSTS = 60_000  # several seconds of reading: the outage lands mid-export
@@ -73,14 +72,6 @@ class Site:
         self._log_file.close()
         with self.app.app_context():
             db.engine.dispose()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL cluster of this test's own, which it may shut down and start again."""
-    server = PostgresServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

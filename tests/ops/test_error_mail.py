@@ -67,6 +67,7 @@ def app(app) -> Iterator[Flask]:
         return {"answer": 1 / 0}
 
     app.add_url_rule("/boom", "boom", boom)
+    app.add_url_rule("/boom/<int:n>", "boom_n", lambda n: boom())
     yield app
     alerts.uninstall()
 
@@ -100,6 +101,27 @@ def test_a_burst_of_one_error_is_one_email_sent_off_the_request_thread(app, rela
     body = email.get_payload(decode=True).decode()
     assert "ZeroDivisionError" in body and "Traceback" in body and "GET /boom" in body
     assert "Unhandled error on GET /boom" in email["Subject"]
+
+
+def test_one_error_on_many_urls_is_one_email(app, relay):
+    relay.gate.set()
+    client = app.test_client()
+    # When the same bug fails thirty-two different URLs
+    assert [client.get(f"/boom/{n}").status_code for n in range(32)] == [500] * 32
+    wait_until(lambda: to_admins(relay), 30, "the error email")
+    alerts.uninstall()  # mails whatever is still queued
+    # Then it is one error, and one email
+    assert len(to_admins(relay)) == 1
+
+
+def test_every_process_shares_one_interval_per_error(app):
+    # Given two processes' mailers (each with its own memory) on one Redis
+    first, second = (alerts.AdminMail(app, [ADMIN], 600) for _ in range(2))
+    # Then only the first to see an error mails it, until the interval ends
+    assert first.first_in_interval("an error") is True
+    assert second.first_in_interval("an error") is False
+    assert first.first_in_interval("an error") is False
+    assert second.first_in_interval("another error") is True
 
 
 def test_a_different_error_is_emailed_too(app, relay):

@@ -36,9 +36,23 @@ def test_readiness_needs_the_mail_relay_and_a_live_worker(client, app):
         ready = client.get("/readyz").get_json()
         assert ready == {"status": "ok", "database": "ok", "redis": "ok", "mail": "ok",
                          "workers": 1}  # fmt: skip
-        # A relay that refuses connections makes the service unready, and says so
+        # A relay that refuses connections makes the service unready, and says so: to anyone
+        # only that the mail check fails, to operators why, and where
         app.config["MAIL_PORT"] = free_port()
         refused = client.get("/readyz")
         assert refused.status_code == 503
+        assert refused.get_json()["mail"] == "error"
+        app.config["METRICS_TOKEN"] = "scraper"
+        told = client.get("/readyz", headers={"Authorization": "Bearer scraper"}).get_json()
         relay = f"127.0.0.1:{app.config['MAIL_PORT']}"
-        assert refused.get_json()["mail"] == f"error: {relay}: Connection refused"
+        assert told["mail"] == f"error: {relay}: Connection refused"
+        wrong = client.get("/readyz", headers={"Authorization": "Bearer guess"}).get_json()
+        assert wrong["mail"] == "error"
+
+
+def test_a_signed_in_admin_reads_readiness_details(app, client, auth, runner):
+    app.config["MAIL_PORT"] = free_port()
+    auth.signed_in("alice")
+    assert client.get("/readyz").get_json()["mail"] == "error"  # not an admin
+    assert runner.invoke(args=["users", "grant-admin", "alice"]).exit_code == 0
+    assert client.get("/readyz").get_json()["mail"].startswith("error: 127.0.0.1:")

@@ -167,6 +167,18 @@ def test_an_over_long_query_is_400_with_a_message(alice):
     assert response.status_code == 400
 
 
+def test_searches_are_throttled_per_client_with_a_clear_429(make_app, make_user):
+    app = make_app(THROTTLE_ENABLED=True, SEARCH_LIMIT_PER_CLIENT="3 per minute")
+    make_user("alice")
+    client = app.test_client()
+    client.post("/auth/login", data={"username": "alice", "password": "correct-horse-9"})
+    assert client.get("/search").status_code == 200  # the empty form costs nothing
+    answers = [client.get(f"/search?q=word{n}") for n in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert "Too many attempts" in answers[3].get_data(as_text=True)
+    assert answers[3].headers["Retry-After"]
+
+
 def test_search_needs_a_sign_in(client):
     response = client.get("/search?q=hello")
     assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
