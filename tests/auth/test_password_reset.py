@@ -275,7 +275,7 @@ def csrf_token(session: requests.Session, url: str) -> str:
 
 
 def test_a_reset_through_gunicorn_and_a_dramatiq_worker(
-    gunicorn_server, live_env, live_user, smtp_server, tmp_path
+    gunicorn_server, live_env, live_user, smtp_server, tmp_path, live_stacks, database
 ):
     # Given alice signed in on one browser, and gunicorn with a `dramatiq tasks` worker
     _, username = live_user("reset")
@@ -312,6 +312,10 @@ def test_a_reset_through_gunicorn_and_a_dramatiq_worker(
         live_session(gunicorn_server, username, PASSWORD)
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+    # And the access log recorded each visit of the link without its token
+    token = link.rsplit("/", 1)[1]
+    access = live_stacks.gunicorn_log(database)
+    assert token not in access and "/auth/reset_password/[token]" in access
 
 
 def test_every_change_of_password_tells_the_user(app, client, auth, runner, mailbox):
