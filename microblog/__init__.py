@@ -11,7 +11,18 @@ from flask import Flask
 # which would open every worker's log with a dozen lines of noise.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-from microblog import alerts, config, errors, i18n, mailer, security, throttle, urls, wire  # noqa: E402,E501
+from microblog import (  # noqa: E402
+    alerts,
+    config,
+    errors,
+    i18n,
+    mailer,
+    scrub,
+    security,
+    throttle,
+    urls,
+    wire,
+)
 from microblog.extensions import (  # noqa: E402
     bootstrap,
     csrf,
@@ -47,6 +58,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 def configure_logging(app: Flask) -> None:
     """Log to stderr, where gunicorn, dramatiq and containers collect it, at ``LOG_LEVEL``."""
+    scrub.install()  # no secret in any log line, whoever writes it
     level = app.config["LOG_LEVEL"].upper()
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")

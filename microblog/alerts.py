@@ -24,7 +24,7 @@ import redis
 from flask import Flask
 from flask_mail import Message
 
-from microblog import mailer
+from microblog import mailer, scrub
 from microblog.redis_clients import broker_client
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ _installed: "ErrorMail | None" = None
 def error_name(record: logging.LogRecord) -> str:
     """Name what went wrong, the same for every occurrence of one error: the logger, the log
     line's template, the exception's type and the line that raised it."""
-    parts = [record.name, str(record.msg)]
+    parts = [record.name, str(getattr(record, "template", record.msg))]
     if record.exc_info and record.exc_info[1] is not None:
         error = record.exc_info[1]
         frames = traceback.extract_tb(error.__traceback__)
@@ -166,5 +166,10 @@ def init_sentry(app: Flask) -> None:
         dsn=app.config["SENTRY_DSN"],
         environment=app.config["MICROBLOG_ENV"],
         integrations=[FlaskIntegration(), DramatiqIntegration()],
+        # No personal data, request body or local variable leaves; what does is scrubbed.
         send_default_pii=False,
+        include_local_variables=False,
+        max_request_body_size="never",
+        before_send=scrub.scrub_event,
+        before_breadcrumb=scrub.scrub_breadcrumb,
     )

@@ -195,7 +195,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "THROTTLE_ENABLED": True,
         # Bootstrap's CSS and JS come from the app itself, never a CDN.
         "BOOTSTRAP_SERVE_LOCAL": True,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # SQL parameters (password hashes, message bodies) never appear in an error's text.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
     }
 
 

@@ -57,10 +57,9 @@ def scrub_breadcrumb(crumb: dict[str, Any], _hint: object = None) -> dict[str, A
 
 def _scrub_value(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            key: HIDDEN if SENSITIVE_NAME.search(str(key)) and _is_leaf(item) else _scrub_value(item)
-            for key, item in value.items()
-        }
+        secret = {key for key, item in value.items() if SENSITIVE_NAME.search(str(key))
+                  and _is_leaf(item)}  # fmt: skip
+        return {key: HIDDEN if key in secret else _scrub_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub_value(item) for item in value]
     if isinstance(value, str):
