@@ -53,7 +53,14 @@ class Nodes:
         if self.password:
             argv += ["--requirepass", self.password, "--masterauth", self.password]
         self.processes[port] = _start(argv, folder / "redis.log")
-        wait_until(lambda: self.answers(port), 10, f"redis-server on port {port}")
+        wait_until(lambda: self._started(port, folder / "redis.log"), 10,
+                   f"redis-server on port {port}")  # fmt: skip
+
+    def _started(self, port: int, log: Path) -> bool:
+        """Say whether the node answers; raise at once, with its log, if it exited."""
+        if self.processes[port].poll() is not None:
+            raise RuntimeError(f"redis-server on port {port} exited:\n{log.read_text()[-2000:]}")
+        return self.answers(port)
 
     def answers(self, port: int) -> bool:
         return _answers(port, self.password)
@@ -78,10 +85,21 @@ class Nodes:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def ephemeral_ports_start() -> int:
+    """Return the first port the kernel hands out to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
 def free_cluster_port() -> int:
-    """Return a free port whose cluster bus port (10,000 higher) is free too."""
+    """Return a free port whose cluster bus port (10,000 higher) is free too, both below the
+    ephemeral range: there, any outgoing connection of a busy test session could take one
+    between this check and the node's start."""
+    highest = max(ephemeral_ports_start() - 10_000, 11_000)
     while True:
-        port = random.randrange(20_000, 50_000)
+        port = random.randrange(10_000, highest)
         try:
             with socket.socket() as data, socket.socket() as bus:
                 data.bind(("127.0.0.1", port))
