@@ -25,7 +25,6 @@ from microblog.outages import is_outage
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
-UNAVAILABLE = _l("The site cannot answer right now. Please try again in a moment.")
 
 
 def wants_json() -> bool:
@@ -131,19 +130,19 @@ class Outages:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.current: dict[str, str] = {}  # dependency -> what the first failure said
+        self.current: set[str] = set()  # the dependencies away, as far as this process knows
 
     def began(self, dependency: str, error: Exception) -> None:
         with self._lock:
             if dependency in self.current:
                 return
-            self.current[dependency] = f"{type(error).__name__}: {error}"
+            self.current.add(dependency)
         log.warning("%s is unreachable; answering 503 until it is back (%s: %s)",
                     dependency, type(error).__name__, str(error).splitlines()[0][:200])  # fmt: skip
 
     def ended(self) -> None:
         with self._lock:
-            ended, self.current = list(self.current), {}
+            ended, self.current = sorted(self.current), set()
         for dependency in ended:
             log.info("%s is back", dependency)
 
@@ -164,7 +163,7 @@ def handle_outage(error: Exception):
     outages: Outages = current_app.extensions["microblog.outages"]
     outages.began(dependency_of(error), error)
     with i18n.language(i18n.browser_language()):
-        name, description = str(STATUS_TEXTS[503][0]), str(UNAVAILABLE)
+        name, description = (str(text) for text in STATUS_TEXTS[503])
         if wants_json():
             response = jsonify(error=name, message=description)
         else:

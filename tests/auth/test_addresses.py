@@ -3,7 +3,6 @@ until it is confirmed; a change of address needs the password, takes effect once
 address is confirmed, and tells the old one; every bad link or form changes nothing."""
 
 import re
-import time
 from email.message import Message
 from urllib.parse import quote
 
@@ -11,8 +10,6 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from itsdangerous import URLSafeTimedSerializer
-from itsdangerous.timed import TimestampSigner
 
 from devkit.services import wait_until
 from microblog.auth.models import User
@@ -21,7 +18,7 @@ from microblog.extensions import db
 from microblog.jobs.launch import launch
 from microblog.recovery import tokens
 from tests.support.data import insert_posts
-from tests.support.web import JSON, PASSWORD
+from tests.support.web import JSON, PASSWORD, signed
 
 CONFIRM = "Confirm your microblog email address"
 # Each generated example reuses the test's app and database: nothing it sends stores anything.
@@ -121,12 +118,7 @@ def test_a_used_reset_link_confirms_the_address(app, make_user):
 
 
 def forged(secret: str, payload, age: int = 0) -> str:
-    class Backdated(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - age
-
-    serializer = URLSafeTimedSerializer(secret, salt=tokens.CONFIRM_SALT, signer=Backdated)
-    return serializer.dumps(payload)
+    return signed(secret, tokens.CONFIRM_SALT, payload, age)
 
 
 def test_bad_confirmation_links_get_a_clear_page_and_change_nothing(app, make_user):

@@ -10,8 +10,6 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from itsdangerous import URLSafeTimedSerializer
-from itsdangerous.timed import TimestampSigner
 
 from devkit.pytest_plugin import in_process_worker
 from devkit.services import free_port, wait_until
@@ -20,7 +18,7 @@ from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.recovery import tokens
 from tests.support.servers import running_worker
-from tests.support.web import PASSWORD, live_session
+from tests.support.web import PASSWORD, live_session, signed
 
 NEW_PASSWORD = "brand-new-horse-8"
 REQUEST = "/auth/reset_password_request"
@@ -190,12 +188,7 @@ def test_the_reset_form_asks_again_for_a_bad_password_and_keeps_the_link(app, ma
 
 
 def forged(secret: str, payload, age: int = 0) -> str:
-    class Backdated(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - age
-
-    serializer = URLSafeTimedSerializer(secret, salt=tokens.SALT, signer=Backdated)
-    return serializer.dumps(payload)
+    return signed(secret, tokens.SALT, payload, age)
 
 
 def test_bad_links_get_a_clear_page_and_change_nothing(app, make_user):

@@ -1,9 +1,12 @@
 """Talking to the app as a browser or a script does: sign-ins, JSON requests, an export."""
 
 import re
+import time
 
 import requests
 from flask.testing import FlaskClient
+from itsdangerous import URLSafeTimedSerializer
+from itsdangerous.timed import TimestampSigner
 
 PASSWORD = "correct-horse-9"
 JSON = {"Accept": "application/json"}  # what scripts send: answers come as JSON
@@ -73,3 +76,13 @@ def start_export(session: requests.Session, base_url: str) -> None:
         base_url + "/exports", data={"csrf_token": token}, allow_redirects=False, timeout=10
     )
     assert response.status_code == 303, response.text
+
+
+def signed(secret: str, salt: str, payload, age: int = 0) -> str:
+    """Return ``payload`` signed as the app signs its links' tokens, made ``age`` seconds ago."""
+
+    class Backdated(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - age
+
+    return URLSafeTimedSerializer(secret, salt=salt, signer=Backdated).dumps(payload)
