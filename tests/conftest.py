@@ -17,11 +17,24 @@ from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.data import Tarpit, insert_posts
 from tests.support.databases import KINDS, Databases, PostgresServer
 from tests.support.servers import ONE_REDIS, LiveStacks, make_config
-from tests.support.web import PASSWORD, AuthActions
+from tests.support.web import PASSWORD, AuthActions, password_hash
 
 # The real Redis and SMTP servers, the in-process worker, recorded events and golden files
 # come from the package's test plugin, as they would for any project with job types.
 pytest_plugins = ("devkit.pytest_plugin",)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Two processes per core, at most eight: much of the suite waits (on servers, outages,
+    browsers), and a second process per core runs meanwhile."""
+    return min(2 * (os.cpu_count() or 1), 8)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the modules marked ``long`` first (in their shuffled order): each process takes a
+    file at a time, so a long one picked up last would be the whole run's tail."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +136,7 @@ def make_user(app: Flask):
         with app.app_context():
             user = User(username=username, email=email or f"{username}@example.com",
                         email_confirmed_at=utcnow() if confirmed else None)  # fmt: skip
-            user.set_password(password)
+            user.password_hash = password_hash(password)
             db.session.add(user)
             db.session.commit()
             return user.id
@@ -217,7 +230,7 @@ def live_user(live_app):
         with live_app.app_context():
             user = User(username=username, email=f"{username}@example.com",
                         email_confirmed_at=utcnow())  # fmt: skip
-            user.set_password(PASSWORD)
+            user.password_hash = password_hash()
             db.session.add(user)
             db.session.commit()
             if posts:

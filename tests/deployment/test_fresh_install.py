@@ -22,6 +22,9 @@ from microblog.posts.seed import DEMO_PASSWORD, DEMO_USERNAME
 from tests.support import ROOT
 from tests.support.web import live_session, start_export
 
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
+
 
 def tree_files() -> list[str]:
     """Return the files a fresh clone of this work tree would hold (committed or not)."""

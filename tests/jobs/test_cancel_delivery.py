@@ -14,6 +14,9 @@ from devkit.services import MailCatcher
 from tests.support.data import insert_posts
 from tests.support.web import JSON
 
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
+
 ROUNDS = 20
 
 

@@ -27,6 +27,9 @@ from tests.support import ROOT
 from tests.support.data import Tarpit
 from tests.support.servers import purge_queues
 
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
+
 POSTS = 5_000  # five chunks of reading: enough for a point in the middle
 
 

@@ -21,6 +21,9 @@ from tests.support.data import insert_posts, task_row
 from tests.support.servers import running_worker
 from tests.support.web import JSON
 
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
+
 ERRANDS = [
     "send_address_change_notice",
     "send_confirmation",

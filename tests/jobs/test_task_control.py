@@ -19,6 +19,9 @@ from microblog.live.channel import channel_for, missed_since
 from tests.support.data import insert_posts, task_row
 from tests.support.web import JSON
 
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
+
 
 def start_export(client) -> str:
     response = client.post("/exports", headers=JSON)

@@ -26,6 +26,9 @@ from tests.support.browser import bar_value, sign_in, watch_csp, watch_task_bar
 from tests.support.data import task_row
 from tests.support.servers import running_worker
 
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
+
 EXPORTED_POSTS = 150_000  # enough for the export to take a few seconds
 
 

@@ -164,7 +164,9 @@ class Databases:
 
     def _create_postgres(self, template: str | None = None) -> str:
         name = f"t_{uuid.uuid4().hex}"
-        copy = f' TEMPLATE "{template}"' if template else ""
+        # A file copy: the default (WAL_LOG) writes every page to the WAL, about twice as slow
+        # for a database this small.
+        copy = f' TEMPLATE "{template}" STRATEGY = FILE_COPY' if template else ""
         self.postgres.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.postgres.url(name)
 

@@ -16,6 +16,9 @@ from microblog.models import utcnow
 from tests.support import ROOT
 from tests.support.web import ANONYMOUS_PAGES, PASSWORD, SIGNED_IN_PAGES
 
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
+
 AXE = ROOT / "tests" / "web" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 
 

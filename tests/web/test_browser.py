@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import update
 
 from microblog.auth.models import User
@@ -19,6 +20,9 @@ from tests.support import ROOT
 from tests.support.browser import bar_value, screenshot, sign_in, watch_csp, watch_task_bar
 from tests.support.data import insert_posts
 from tests.support.servers import running_worker
+
+# Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
+pytestmark = pytest.mark.long
 
 POSTS = 150_000  # enough for the export to take a few seconds
 

@@ -17,7 +17,7 @@ from microblog.auth.models import User
 from microblog.extensions import db
 from tests.support.databases import migrate
 from tests.support.servers import Gunicorn, make_config
-from tests.support.web import JSON, PASSWORD, live_session
+from tests.support.web import JSON, PASSWORD, live_session, password_hash
 
 UNAVAILABLE = "The site cannot answer right now"
 
@@ -34,7 +34,7 @@ def site(own_postgres, redis_server, smtp_server):
         from microblog.auth.models import User
 
         user = User(username="alice", email="alice@example.com")
-        user.set_password(PASSWORD)
+        user.password_hash = password_hash()
         db.session.add(user)
         db.session.commit()
     assert (
@@ -49,7 +49,7 @@ def site(own_postgres, redis_server, smtp_server):
 def add_alice(app) -> None:
     with app.app_context():
         user = User(username="alice", email="alice@example.com")
-        user.set_password(PASSWORD)
+        user.password_hash = password_hash()
         db.session.add(user)
         db.session.commit()
 
