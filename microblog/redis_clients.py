@@ -93,6 +93,20 @@ def events_on_cluster(config: dict[str, Any]) -> bool:
     return bool(config.get("EVENTS_REDIS_CLUSTER"))
 
 
+def channel_prefix(config: dict[str, Any]) -> str:
+    """Return what the events' pub/sub channels are prefixed with in Redis.
+
+    Pub/sub ignores the database number: two sites on two databases of one Redis server would
+    hear each other's events (user 5 of one seeing user 5 of the other's). Channels on a
+    database other than 0 therefore carry its number (``db3:user.5``); on database 0 and on a
+    cluster (which has only that one) they keep their plain names.
+    """
+    if events_on_cluster(config):
+        return ""
+    database = int(parse_url(events_url(config)).get("db") or 0)
+    return f"db{database}:" if database else ""
+
+
 def master_settings(url: str) -> dict[str, Any]:
     """Return what ``url`` says of the master the sentinels name: its database and credentials
     (the sentinels themselves are asked without them)."""

@@ -34,7 +34,7 @@ from flask_sse import Message
 from redis.cluster import RedisCluster
 
 from microblog import metrics
-from microblog.redis_clients import events_client, events_on_cluster
+from microblog.redis_clients import channel_prefix, events_client, events_on_cluster
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def _append_and_publish(channel: str, type: str, data: dict[str, Any]) -> str:
         _APPEND_AND_SPUBLISH if sharded else _APPEND_AND_PUBLISH
     )
     event_id = script(
-        keys=[log_key(channel), channel],
+        keys=[log_key(channel), channel_prefix(current_app.config) + channel],
         args=[type, json.dumps(data), LOG_LENGTH, LOG_TTL_SECONDS],
     )
     return event_id.decode() if isinstance(event_id, bytes) else event_id

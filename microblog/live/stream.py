@@ -61,7 +61,7 @@ from microblog.live.channel import (
     redis_client,
 )
 from microblog.live.subscription import ShardedSubscription, Subscription
-from microblog.redis_clients import events_on_cluster
+from microblog.redis_clients import channel_prefix, events_on_cluster
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ class Broadcaster:
         """``subscribe`` opens the subscription; a URL: to that one Redis."""
         if isinstance(subscribe, str):
             url = subscribe
-            subscribe = Subscription.opener(lambda **options: redis.Redis.from_url(url, **options))
+            subscribe = Subscription.opener(lambda **options: redis.Redis.from_url(url, **options),
+                                            channel_prefix({"REDIS_URL": url}))  # fmt: skip
         self.open_subscription = subscribe
         self.inbox_size = inbox_size
         self._listeners: dict[str, set[Inbox]] = {}
@@ -533,8 +534,9 @@ def close_streams(channels: list[str], user_id: int, sign_ins: list[str] | None 
     try:
         client = redis_client()
         publish = client.spublish if events_on_cluster(current_app.config) else client.publish
+        prefix = channel_prefix(current_app.config)
         for channel in channels:
-            publish(channel, message)
+            publish(prefix + channel, message)
     except redis.RedisError as error:  # its streams hear nothing either; they check on return
         log.warning("could not close the streams of user %s: %s", user_id, error)
 

@@ -26,6 +26,7 @@ from redis.connection import parse_url
 
 from microblog.redis_clients import (
     EventsCluster,
+    channel_prefix,
     events_on_cluster,
     events_subscriber,
     events_url,
@@ -37,16 +38,20 @@ OPTIONS = {"socket_keepalive": True, "socket_connect_timeout": 5, "socket_timeou
 
 
 class Subscription:
-    """One pub/sub connection to a single Redis."""
+    """One pub/sub connection to a single Redis, whose channels carry ``prefix`` there (see
+    :func:`microblog.redis_clients.channel_prefix`); its messages name them without it."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "") -> None:
         self.client = client
         self.pubsub = client.pubsub()
+        self.prefix = prefix
 
     @classmethod
-    def opener(cls, connect: Callable[..., redis.Redis]) -> Callable[[], "Subscription"]:
+    def opener(
+        cls, connect: Callable[..., redis.Redis], prefix: str = ""
+    ) -> Callable[[], "Subscription"]:
         """Return what opens a subscription with a client ``connect(**OPTIONS)`` makes."""
-        return lambda: cls(connect(**OPTIONS))
+        return lambda: cls(connect(**OPTIONS), prefix)
 
     def check(self) -> None:
         """Fail here, not on the first subscription, if Redis is away."""
@@ -57,13 +62,18 @@ class Subscription:
         return self.pubsub.subscribed
 
     def subscribe(self, channels: Iterable[str]) -> None:
-        self.pubsub.subscribe(*channels)
+        self.pubsub.subscribe(*[self.prefix + channel for channel in channels])
 
     def unsubscribe(self, channels: Iterable[str]) -> None:
-        self.pubsub.unsubscribe(*channels)
+        self.pubsub.unsubscribe(*[self.prefix + channel for channel in channels])
 
     def get_message(self, timeout: float) -> dict | None:
-        return self.pubsub.get_message(timeout=timeout)
+        raw = self.pubsub.get_message(timeout=timeout)
+        if raw is None or not self.prefix or not isinstance(raw.get("channel"), bytes | str):
+            return raw
+        channel = raw["channel"]
+        channel = channel.decode(errors="replace") if isinstance(channel, bytes) else channel
+        return {**raw, "channel": channel.removeprefix(self.prefix)}
 
     def ping(self) -> None:
         self.pubsub.ping()
@@ -171,4 +181,5 @@ def opener(config: dict[str, Any]) -> Callable[[], Subscription | ShardedSubscri
     """Return what opens this app's subscription to the events' Redis."""
     if events_on_cluster(config):
         return ShardedSubscription.opener(events_url(config))
-    return Subscription.opener(lambda **options: events_subscriber(config, **options))
+    return Subscription.opener(lambda **options: events_subscriber(config, **options),
+                               channel_prefix(config))  # fmt: skip
