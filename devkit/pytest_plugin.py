@@ -30,9 +30,10 @@ from dramatiq import Worker
 from flask import Flask
 from flask_sse import Message
 
-from devkit.services import MailCatcher, RedisServer
+from devkit.services import MailCatcher, RedisDatabase, RedisServer
 from microblog.jobs.launch import launch
 from microblog.jobs.recording import Recording, comparable, replay
+from microblog.redis_clients import channel_prefix
 
 __all__ = ["EventRecorder", "Recording", "replay"]
 
@@ -45,12 +46,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# Databases of the session's Redis: one per test, and more than a process ever runs tests.
+REDIS_DATABASES = 20_000
+
+
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def redis_instance() -> Iterator[RedisServer]:
     """A real Redis server for the session, on a free loopback port."""
-    server = RedisServer().start()
+    server = RedisServer(databases=REDIS_DATABASES).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_instance: RedisServer) -> RedisDatabase:
+    """A database of this test's own on the session's Redis (``.url`` names it): its queues,
+    throttles and marks are in no other test's, and its live channels are named after it
+    (pub/sub ignores database numbers; see ``microblog.redis_clients.channel_prefix``), so no
+    test sees what another left or published, and none has anything to clean."""
+    return redis_instance.fresh_database()
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +106,8 @@ class EventRecorder:
     def __init__(self, redis_url: str, pattern: str = "user.*") -> None:
         self._client = redis.Redis.from_url(redis_url)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.psubscribe(pattern)
+        self._prefix = channel_prefix({"REDIS_URL": redis_url})  # the database's channels
+        self._pubsub.psubscribe(self._prefix + pattern)
         self._pubsub.get_message(timeout=5)  # the subscription confirmation
         self._changed = threading.Condition()
         self.messages: list[tuple[str, Message]] = []
@@ -107,7 +122,8 @@ class EventRecorder:
             if raw and raw["type"] == "pmessage":
                 message = Message(**json.loads(raw["data"]))
                 with self._changed:
-                    self.messages.append((raw["channel"].decode(), message))
+                    channel = raw["channel"].decode().removeprefix(self._prefix)
+                    self.messages.append((channel, message))
                     self.times.append(time.monotonic())
                     self._changed.notify_all()
 
@@ -156,7 +172,7 @@ class EventRecorder:
 
 
 @pytest.fixture
-def recorded_events(redis_server: RedisServer) -> Iterator[EventRecorder]:
+def recorded_events(redis_server: RedisDatabase) -> Iterator[EventRecorder]:
     """Every event published on any user's channel while the test runs."""
     recorder = EventRecorder(redis_server.url)
     yield recorder

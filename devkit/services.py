@@ -54,17 +54,41 @@ def redis_server_binary() -> str:
     )
 
 
+@dataclass(frozen=True)
+class RedisDatabase:
+    """One numbered database of a :class:`RedisServer`."""
+
+    server: "RedisServer"
+    number: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.server.port}/{self.number}"
+
+
 @dataclass
 class RedisServer:
-    """A redis-server process on a loopback port, without persistence."""
+    """A redis-server process on a loopback port, without persistence, with ``databases``
+    numbered databases; :attr:`url` names database 0, :meth:`fresh_database` hands out the
+    others, each once."""
 
     port: int = field(default_factory=free_port)
+    databases: int = 16
     process: subprocess.Popen | None = None
     workdir: str | None = None
+    _handed_out: int = 0
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def fresh_database(self) -> RedisDatabase:
+        """Return a database nobody was given before (never database 0)."""
+        if self._handed_out + 1 >= self.databases:
+            raise RuntimeError(f"all {self.databases - 1} databases of this Redis are taken: "
+                               "start it with more")  # fmt: skip
+        self._handed_out += 1
+        return RedisDatabase(self, self._handed_out)
 
     def start(self, timeout: float = 10) -> "RedisServer":
         self.workdir = tempfile.mkdtemp(prefix="microblog-redis-")
@@ -79,6 +103,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", self.workdir,
                 "--loglevel", "warning",
+                "--databases", str(self.databases),
             ],
             stdout=subprocess.DEVNULL,
             process_group=0,

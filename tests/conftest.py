@@ -4,11 +4,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
 from devkit.redis_topologies import RedisClusterServers
+from devkit.services import RedisDatabase
 from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
@@ -81,15 +81,9 @@ def app_config(database_url, redis_server, smtp_server) -> dict:
 
 
 @pytest.fixture
-def app(app_config, redis_server) -> Iterator[Flask]:
-    store = redis.Redis.from_url(redis_server.url, socket_timeout=10)
-    store.flushall()  # no messages left by other tests
+def app(app_config) -> Iterator[Flask]:
     app = create_app(app_config)
     yield app
-    # ...and none left for the next: a live worker would run them, or fail on an actor
-    # only this test's module declares.
-    store.flushall()
-    store.close()
     hub = app.extensions.get("microblog.broadcaster")
     if hub is not None:  # a stream was served in this process: its thread would outlive us
         hub.stop()
@@ -180,10 +174,27 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
 
 
 @pytest.fixture(scope="session")
-def live_stacks(databases, redis_server, smtp_server, tmp_path_factory) -> Iterator[LiveStacks]:
-    stacks = LiveStacks(databases, tmp_path_factory.mktemp("live"), redis_server, smtp_server)
+def live_stacks(databases, smtp_server, tmp_path_factory) -> Iterator[LiveStacks]:
+    stacks = LiveStacks(databases, tmp_path_factory.mktemp("live"), smtp_server)
     yield stacks
     stacks.close()
+
+
+@pytest.fixture(scope="module")
+def module_redis(redis_instance, live_stacks) -> Iterator[RedisDatabase]:
+    """The Redis database of the module's gunicorn servers, stopped when the module ends."""
+    database = redis_instance.fresh_database()
+    yield database
+    live_stacks.stop_servers(database.url)
+
+
+@pytest.fixture
+def redis_server(request, redis_instance) -> RedisDatabase:
+    """This test's Redis database (see the plugin's): its own, or, for a test that talks to the
+    module's gunicorn (whose Redis is fixed when it starts), the module's."""
+    if "gunicorn_server" in request.fixturenames:
+        return request.getfixturevalue("module_redis")
+    return redis_instance.fresh_database()
 
 
 @pytest.fixture
@@ -193,14 +204,14 @@ def live_database(live_stacks, database) -> str:
 
 
 @pytest.fixture
-def live_env(live_stacks, database) -> dict[str, str]:
+def live_env(live_stacks, database, redis_server) -> dict[str, str]:
     """The environment of the server and worker processes the tests start."""
-    return live_stacks.env(database)
+    return live_stacks.env(database, redis_server.url)
 
 
 @pytest.fixture
 def events_topology(request) -> dict[str, str]:
-    """Where the server processes' live events go, as their environment says it: the session's
+    """Where the server processes' live events go, as their environment says it: the test's
     Redis, or the Redis Cluster for a test marked ``on_every_events_topology``."""
     if getattr(request, "param", ONE_REDIS) == ONE_REDIS:
         return {}
@@ -209,15 +220,19 @@ def events_topology(request) -> dict[str, str]:
 
 
 @pytest.fixture
-def gunicorn_server(live_stacks, database, events_topology) -> str:
-    """gunicorn on the session's services and this kind's live database; its base URL."""
-    return live_stacks.gunicorn(database, events_topology)
+def gunicorn_server(live_stacks, database, module_redis, events_topology) -> str:
+    """gunicorn on this kind's live database and the module's Redis; its base URL."""
+    return live_stacks.gunicorn(database, module_redis.url, events_topology)
 
 
 @pytest.fixture
-def live_app(live_stacks, database, events_topology) -> Flask:
-    """An app on the live database, for arranging data the server processes will see."""
-    return live_stacks.app(database, events_topology)
+def live_app(live_stacks, database, redis_server, events_topology) -> Iterator[Flask]:
+    """An app on the live database and the test's Redis, for arranging data the server
+    processes will see."""
+    app = live_stacks.app(database, redis_server.url, events_topology)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
 
 
 @pytest.fixture

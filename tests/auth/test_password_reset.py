@@ -307,7 +307,7 @@ def test_a_reset_through_gunicorn_and_a_dramatiq_worker(
     assert "Traceback" not in log, log[-3000:]
     # And the access log recorded each visit of the link without its token
     token = link.rsplit("/", 1)[1]
-    access = live_stacks.gunicorn_log(database)
+    access = live_stacks.gunicorn_log(gunicorn_server)
     assert token not in access and "/auth/reset_password/[token]" in access
 
 

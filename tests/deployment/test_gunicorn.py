@@ -42,11 +42,13 @@ def test_a_connection_with_requests_queued_does_not_hold_up_another(
         busy.wait_for_responses(queued + 1)
     # Then the second is served in turn, not after every request queued on the first
     wait_until(
-        lambda: f"busy={marker}&n={queued - 1}" in live_stacks.gunicorn_log(database),
+        lambda: f"busy={marker}&n={queued - 1}" in live_stacks.gunicorn_log(gunicorn_server),
         10,
         "the access log of the last queued request",
     )
-    order = [line for line in live_stacks.gunicorn_log(database).splitlines() if marker in line]
+    order = [
+        line for line in live_stacks.gunicorn_log(gunicorn_server).splitlines() if marker in line
+    ]
     order = [line for line in order if "warm-up" not in line]
     served_before = next(i for i, line in enumerate(order) if f"other={marker}" in line)
     assert served_before < queued // 4, f"{served_before} queued requests were served first"

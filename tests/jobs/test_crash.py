@@ -25,7 +25,6 @@ from microblog.jobs.launch import launch
 from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
 from tests.support import ROOT
 from tests.support.data import Tarpit
-from tests.support.servers import purge_queues
 
 # Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
 pytestmark = pytest.mark.long
@@ -43,12 +42,8 @@ def worker_log(tmp_path):
 
 @pytest.fixture
 def workers(live_env, worker_log, tmp_path):
-    """Start `dramatiq tasks` (or the crash worker) processes; all are stopped afterwards.
-
-    They start on an empty queue: a message an earlier test left would otherwise be the one
-    a crash worker stops in, and this test's task would run untouched on the next worker.
-    """
-    purge_queues(live_env["REDIS_URL"])
+    """Start `dramatiq tasks` (or the crash worker) processes, on the test's own Redis
+    database; all are stopped afterwards."""
     started: list[subprocess.Popen] = []
 
     def start(crash_at: str | None = None, extra_args: tuple = (), **env: str) -> subprocess.Popen:

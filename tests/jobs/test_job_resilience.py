@@ -227,7 +227,7 @@ def test_a_task_that_finishes_during_a_reaper_pass_is_left_alone(
     with app.app_context():
         task_id = launch(export_posts, alice).id
         broker = app.extensions["dramatiq"]
-        broker.client.flushall()
+        broker.client.flushdb()
         db.session.execute(
             update(Task).where(Task.id == task_id).values(updated_at=utcnow() - GRACE * 2)
         )
@@ -256,7 +256,7 @@ def test_the_reaper_sees_a_message_waiting_in_the_delay_queue(app, app_context, 
     alice = make_user("alice")
     task_id = launch(export_posts, alice).id
     broker = app.extensions["dramatiq"]
-    broker.client.flushall()
+    broker.client.flushdb()
     retry = Message(queue_name="default", actor_name="export_posts", args=(task_id,),
                     kwargs={}, options={"retries": 1}, message_id=task_id)  # fmt: skip
     broker.enqueue(retry, delay=60_000)

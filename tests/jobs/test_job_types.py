@@ -46,12 +46,6 @@ def worker_runs(live_app, predicate, what: str):
     return output[0]
 
 
-@pytest.fixture
-def no_live_worker(live_app):
-    """Start from no live worker: one killed by an earlier test counts until it times out."""
-    worker_runs(live_app, lambda out: "live workers: 0" in out, "earlier workers to time out")
-
-
 def test_the_app_loads_the_job_types_of_its_job_modules(app):
     with app.app_context():
         assert sorted(job_types()) == ["count_words", "export_posts"]
@@ -61,9 +55,7 @@ def test_the_app_loads_the_job_types_of_its_job_modules(app):
     }  # fmt: skip
 
 
-def test_a_real_worker_runs_exactly_the_declared_job_types(
-    live_app, live_env, tmp_path, no_live_worker
-):
+def test_a_real_worker_runs_exactly_the_declared_job_types(live_app, live_env, tmp_path):
     with running_worker(live_env, tmp_path / "worker.log"):
         status = worker_runs(live_app, lambda out: "live workers: 1" in out, "the worker")
     runs = ", ".join(["count_words", "export_posts", *ERRANDS])
@@ -72,7 +64,7 @@ def test_a_real_worker_runs_exactly_the_declared_job_types(
 
 
 def test_a_worker_without_a_job_type_fails_its_tasks_at_once(
-    live_app, live_env, live_user, tmp_path, no_live_worker
+    live_app, live_env, live_user, tmp_path
 ):
     user_id, _ = live_user("skew", posts=5)
     with running_worker({**live_env, **OLD_VERSION}, tmp_path / "old.log"):
@@ -88,7 +80,7 @@ def test_a_worker_without_a_job_type_fails_its_tasks_at_once(
 
 
 def test_a_worker_without_a_job_type_leaves_it_for_one_that_has_it(
-    live_app, live_env, live_user, tmp_path, no_live_worker
+    live_app, live_env, live_user, tmp_path
 ):
     user_id, _ = live_user("handover", posts=5)
     old_log = tmp_path / "old.log"
@@ -134,7 +126,7 @@ def readme_job_module() -> str:
 
 
 def test_a_job_module_written_from_the_readme_runs_under_a_real_worker(
-    live_app, live_env, live_user, tmp_path, monkeypatch, no_live_worker
+    live_app, live_env, live_user, tmp_path, monkeypatch
 ):
     # Given the README's example module, declared in JOB_MODULES as step 2 says
     package = tmp_path / "newcomer"

@@ -32,11 +32,11 @@ def age(task_id: str, by: timedelta) -> None:
 
 
 def launched_task(app, user_id: int, lose_message: bool, older_than_grace: bool) -> str:
-    """Launch an export; optionally lose its message (flush Redis) and age its row."""
+    """Launch an export; optionally lose its message (empty its Redis database) and age its row."""
     with app.app_context():
         task_id = launch(export_posts, user_id).id
         if lose_message:
-            app.extensions["dramatiq"].client.flushall()
+            app.extensions["dramatiq"].client.flushdb()
         if older_than_grace:
             age(task_id, GRACE * 2)
         return task_id

@@ -259,8 +259,10 @@ def test_an_export_survives_a_redis_master_dying(
     else:
         cluster = request.getfixturevalue("fresh_cluster")
         redis_env = {"EVENTS_REDIS_URL": cluster.url, "EVENTS_REDIS_CLUSTER": "1"}
-    server = live_stacks.gunicorn(database, redis_env)
-    app = live_stacks.app(database, redis_env)
+    own_redis = live_env["REDIS_URL"]  # the test's: its servers stop with it
+    server = live_stacks.gunicorn(database, own_redis, redis_env)
+    request.addfinalizer(lambda: live_stacks.stop_servers(own_redis))
+    app = live_stacks.app(database, own_redis, redis_env)
     user_id, name = live_user("failover", posts=EXPORTED_POSTS)
     context = browser.new_context(base_url=server)
     page = watch_csp(context.new_page())
@@ -268,8 +270,7 @@ def test_an_export_survives_a_redis_master_dying(
         sign_in(page, name)
         page.goto(f"/user/{name}")
         watch_task_bar(page)
-        with running_worker({**live_env, **redis_env}, tmp_path / "worker.log",
-                            empty_queue="REDIS_SENTINELS" not in redis_env):  # fmt: skip
+        with running_worker({**live_env, **redis_env}, tmp_path / "worker.log"):
             page.click("#export-button")
             page.wait_for_function("() => window.seenValues.some(v => v > 0 && v < 100)",
                                    timeout=60_000)  # fmt: skip

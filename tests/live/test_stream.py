@@ -10,6 +10,7 @@ from redis.cluster import RedisCluster
 from devkit.services import wait_until
 from microblog.jobs import events
 from microblog.live import channel as live
+from microblog.redis_clients import channel_prefix
 from tests.support.data import SSEReader
 from tests.support.servers import on_every_events_topology
 from tests.support.web import live_session
@@ -47,7 +48,7 @@ def subscribers(live_app, channel: str) -> int:
     if isinstance(client, RedisCluster):
         node = client.get_node_from_key(channel).redis_connection
         return node.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1]
-    return client.pubsub_numsub(channel)[0][1]
+    return client.pubsub_numsub(channel_prefix(live_app.config) + channel)[0][1]
 
 
 @pytest.fixture

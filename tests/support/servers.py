@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from dramatiq.brokers.redis import RedisBroker
 from flask import Flask
@@ -18,7 +17,6 @@ from flask import Flask
 from devkit.services import MailCatcher, RedisServer, free_port, wait_until
 from microblog import create_app
 from microblog.config import from_environment
-from microblog.extensions import db
 from tests.support import ROOT
 
 LIVE_METRICS_TOKEN = "live-metrics"
@@ -46,41 +44,38 @@ def make_config(database_url: str, redis_server: RedisServer, smtp_server: MailC
     }
 
 
-def _stack_key(kind: str, redis_env: dict[str, str] | None) -> tuple:
-    """Name one live app or server: its kind of database and where its Redis is."""
-    return (kind, tuple(sorted((redis_env or {}).items())))
-
-
 class LiveStacks:
-    """Per kind of database: a migrated database and a gunicorn serving it, made on first use.
+    """Per kind of database, a migrated database made on first use and kept for the session;
+    gunicorn servers on it, one per Redis database (and events' topology), until
+    :meth:`stop_servers` is called for that Redis.
 
-    They live for the whole session, so tests may run in any order without restarting them.
+    Users on the live databases have names of their own, so tests may run in any order.
     """
 
-    def __init__(self, databases, directory: Path, redis_server, smtp_server) -> None:
+    def __init__(self, databases, directory: Path, smtp_server) -> None:
         self._databases = databases
         self._directory = directory
-        self._redis, self._smtp = redis_server, smtp_server
+        self._smtp = smtp_server
         self._urls: dict[str, str] = {}
-        self._apps: dict[tuple, Flask] = {}
         self._servers: dict[tuple, Gunicorn] = {}
 
     def database(self, kind: str) -> str:
         if kind not in self._urls:
             url = self._databases.migrated(kind, self._directory)
             if kind == "postgresql":
-                # Both kinds share one Redis, where channels are named by user id: keep ids apart.
+                # Both kinds' servers of a module share its Redis, where channels are named by
+                # user id: keep ids apart.
                 self._databases.postgres.execute_in(
                     url, "ALTER SEQUENCE user_id_seq RESTART WITH 1000001"
                 )
             self._urls[kind] = url
         return self._urls[kind]
 
-    def env(self, kind: str) -> dict[str, str]:
+    def env(self, kind: str, redis_url: str) -> dict[str, str]:
         return {
             **os.environ,
             "DATABASE_URL": self.database(kind),
-            "REDIS_URL": self._redis.url,
+            "REDIS_URL": redis_url,
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": str(self._smtp.port),
             "SECRET_KEY": "live-test",
@@ -96,43 +91,42 @@ class LiveStacks:
             "dramatiq_prom_db": str(self._directory / "worker-metrics"),
         }
 
-    def app(self, kind: str, redis_env: dict[str, str] | None = None) -> Flask:
-        """Return an app on this kind's live database (``redis_env``: where its broker and events
-        are, as environment variables, e.g. a Redis Cluster's; the session's Redis by default)."""
-        key = _stack_key(kind, redis_env)
-        if key not in self._apps:
-            self._apps[key] = create_app(
-                {
-                    "SQLALCHEMY_DATABASE_URI": self.database(kind),
-                    "REDIS_URL": self._redis.url,
-                    "MAIL_PORT": self._smtp.port,
-                    **from_environment(redis_env or {}),
-                }
-            )
-        return self._apps[key]
+    def app(self, kind: str, redis_url: str, redis_env: dict[str, str] | None = None) -> Flask:
+        """Return a new app on this kind's live database and ``redis_url`` (``redis_env``: where
+        its events are instead, as environment variables, e.g. a Redis Cluster's)."""
+        return create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": self.database(kind),
+                "REDIS_URL": redis_url,
+                "MAIL_PORT": self._smtp.port,
+                **from_environment(redis_env or {}),
+            }
+        )
 
-    def gunicorn(self, kind: str, redis_env: dict[str, str] | None = None) -> str:
-        """Return the URL of gunicorn on this kind's database, with 1 s heartbeats (and its
-        Redis where ``redis_env`` says, as for :meth:`app`)."""
-        key = _stack_key(kind, redis_env)
+    def gunicorn(self, kind: str, redis_url: str, redis_env: dict[str, str] | None = None) -> str:
+        """Return the URL of gunicorn on this kind's database and ``redis_url``, with 1 s
+        heartbeats (and its events where ``redis_env`` says, as for :meth:`app`)."""
+        key = (kind, redis_url, tuple(sorted((redis_env or {}).items())))
         if key not in self._servers:
-            env = {**self.env(kind), "SSE_HEARTBEAT_SECONDS": "1", **(redis_env or {})}
-            name = (
-                f"gunicorn-{kind}-{len(self._servers)}.log" if redis_env else f"gunicorn-{kind}.log"
-            )
-            self._servers[key] = Gunicorn(env, self._directory / name)
+            env = {**self.env(kind, redis_url), "SSE_HEARTBEAT_SECONDS": "1", **(redis_env or {})}
+            log = self._directory / f"gunicorn-{kind}-{len(self._servers)}.log"
+            self._servers[key] = Gunicorn(env, log)
         return self._servers[key].url
 
-    def gunicorn_log(self, kind: str) -> str:
-        """Return what this kind's gunicorn has logged so far (access lines included)."""
-        return (self._directory / f"gunicorn-{kind}.log").read_text()
+    def gunicorn_log(self, base_url: str) -> str:
+        """Return what the gunicorn at ``base_url`` has logged so far (access lines included)."""
+        server = next(s for s in self._servers.values() if s.url == base_url)
+        return server.log_path.read_text()
+
+    def stop_servers(self, redis_url: str) -> None:
+        """Stop the servers on ``redis_url``."""
+        for key in [key for key in self._servers if key[1] == redis_url]:
+            self._servers.pop(key).stop()
 
     def close(self) -> None:
         for server in self._servers.values():
             server.stop()
-        for app in self._apps.values():
-            with app.app_context():
-                db.engine.dispose()
+        self._servers.clear()
 
 
 class Gunicorn:
@@ -141,6 +135,7 @@ class Gunicorn:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
         self.log = log_path.open("w+")
         env = {**env, "MICROBLOG_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1",
                "PUBLIC_URL": self.url}  # fmt: skip
@@ -164,24 +159,21 @@ class Gunicorn:
             return False
 
     def stop(self) -> None:
+        """Stop the server: gracefully, or, if a test left requests that hold it up (stalled
+        downloads, open streams), at once after a few seconds."""
         if self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=15)
+            try:
+                self.process.wait(timeout=15)  # gunicorn's own graceful timeout, and some
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
         self.log.close()
 
 
 @contextmanager
-def running_worker(
-    env: dict[str, str], log_path: Path, empty_queue: bool = True
-) -> Iterator[subprocess.Popen]:
-    """Run ``dramatiq tasks`` (one process, two threads) until the block ends.
-
-    It starts on an empty queue, unless the test queued its own messages first: those that
-    earlier tests sent through the live servers and never ran are theirs, and would keep this
-    test's worker busy (or fail it, for a job type only their module declared).
-    """
-    if empty_queue:
-        purge_queues(env["REDIS_URL"])
+def running_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """Run ``dramatiq tasks`` (one process, two threads) until the block ends."""
     with log_path.open("w+") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "tasks", "--processes", "1", "--threads", "2"],
@@ -192,18 +184,6 @@ def running_worker(
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
-
-
-def purge_queues(redis_url: str) -> None:
-    """Delete every Dramatiq queue's messages (not the workers' heartbeats)."""
-    store = redis.Redis.from_url(redis_url, socket_timeout=10)
-    try:
-        kept = (b"dramatiq:__heartbeats__", b"dramatiq:__acks__")
-        queued = [key for key in store.scan_iter("dramatiq:*") if not key.startswith(kept)]
-        if queued:
-            store.delete(*queued)  # one round trip, however many queues
-    finally:
-        store.close()
 
 
 def wait_until_idle(broker: RedisBroker, timeout: float = 30) -> None:

@@ -143,7 +143,7 @@ def test_the_admin_page_follows_everyones_tasks_live(page, live_app, live_user, 
         row,
     )
     # Then, once a worker runs it, the row moves live to "succeeded"
-    with running_worker(live_env, tmp_path / "worker.log", empty_queue=False):
+    with running_worker(live_env, tmp_path / "worker.log"):
         page.wait_for_selector(f"{row}[data-status='succeeded']", timeout=60_000)
     seen = page.evaluate("() => window.seenValues")
     assert any(0 < value < 100 for value in seen) and seen[-1] == 100, seen
