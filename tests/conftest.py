@@ -1,7 +1,7 @@
 """Fixtures: real services on loopback ports, a fresh app per test, and small helpers."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -13,10 +13,12 @@ from microblog import create_app
 from microblog.auth.models import User
 from microblog.extensions import db
 from microblog.models import utcnow
+from tests.support import diagnostics
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.data import Tarpit, insert_posts
 from tests.support.databases import KINDS, Databases, PostgresServer
 from tests.support.servers import ONE_REDIS, LiveStacks, make_config
+from tests.support.sites import Site
 from tests.support.web import PASSWORD, AuthActions, password_hash
 
 # The real Redis and SMTP servers, the in-process worker, recorded events and golden files
@@ -28,6 +30,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """Two processes per core, at most eight: much of the suite waits (on servers, outages,
     browsers), and a second process per core runs meanwhile."""
     return min(2 * (os.cpu_count() or 1), 8)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Add to a failed test's report what its processes were doing (see diagnostics)."""
+    report = yield
+    if report.failed and call.when == "call":
+        for title, text in diagnostics.sections(getattr(item, "funcargs", {})):
+            report.sections.append((f"Diagnostics: {title}", text))
+    return report
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled
@@ -155,6 +167,24 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def site_on(tmp_path, redis_server, smtp_server) -> Iterator[Callable[..., Site]]:
+    """``site_on(database_url, mail_port=None, redis_url=None)``: a site (an app and a
+    `dramatiq tasks` process) on that database, and on the test's Redis and relay unless
+    told otherwise; closed after the test."""
+    sites: list[Site] = []
+
+    def make(database_url: str, mail_port: int | None = None, redis_url: str | None = None):
+        log = tmp_path / f"worker-{len(sites)}.log"
+        sites.append(Site(database_url, redis_url or redis_server.url,
+                          mail_port or smtp_server.port, log))  # fmt: skip
+        return sites[-1]
+
+    yield make
+    for site in sites:
+        site.close()
 
 
 @pytest.fixture

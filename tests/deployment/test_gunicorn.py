@@ -43,7 +43,7 @@ def test_a_connection_with_requests_queued_does_not_hold_up_another(
     # Then the second is served in turn, not after every request queued on the first
     wait_until(
         lambda: f"busy={marker}&n={queued - 1}" in live_stacks.gunicorn_log(gunicorn_server),
-        10,
+        30,
         "the access log of the last queued request",
     )
     order = [

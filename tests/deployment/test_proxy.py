@@ -65,7 +65,7 @@ def proxy(gunicorn_server, tmp_path) -> Iterator[str]:
             return False
 
     try:
-        wait_until(answers, 15, "nginx to answer")
+        wait_until(answers, 30, "nginx to answer")
         yield url
     finally:
         process.terminate()
@@ -91,7 +91,7 @@ def test_events_reach_the_browser_through_the_proxy_as_they_happen(proxy, live_u
     assert response.headers["Content-Type"].startswith("text/event-stream")
     reader = SSEReader(response)
     try:
-        reader.wait_for(lambda r: r.retry is not None, 5, "the retry hint through the proxy")
+        reader.wait_for(lambda r: r.retry is not None, 30, "the retry hint through the proxy")
 
         # When events are published one by one
         for n in range(3):

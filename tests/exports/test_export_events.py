@@ -47,7 +47,7 @@ def test_recorded_export_replays_through_the_stream_as_a_browser_sees_it(
     )
     reader = SSEReader(response)
     try:
-        reader.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
+        reader.wait_for(lambda r: r.retry is not None, 30, "the stream to open")
 
         # When the recorded export is replayed on that user's channel
         recording = Recording("export_posts", [

@@ -72,7 +72,7 @@ def test_a_worker_without_a_job_type_fails_its_tasks_at_once(
         assert "no live worker runs (their tasks fail at once): count_words" in status
         with live_app.app_context():
             task_id = launch(count_words, user_id).id
-        wait_until(lambda: task_row(live_app, task_id).status == "failed", 15,
+        wait_until(lambda: task_row(live_app, task_id).status == "failed", 30,
                    "the old worker to fail the task it cannot run")  # fmt: skip
     task = task_row(live_app, task_id)
     assert task.error == UNKNOWN_JOB_TYPE
@@ -97,7 +97,7 @@ def test_a_worker_without_a_job_type_leaves_it_for_one_that_has_it(
                 task_id = launch(count_words, user_id).id
             try:
                 wait_until(lambda: "back to the queue for one that does" in old_log.read_text(),
-                           8, "the old worker to hand the message over")  # fmt: skip
+                           30, "the old worker to hand the message over")  # fmt: skip
             except TimeoutError as error:  # what the old worker did instead
                 raise AssertionError(old_log.read_text()[-3000:]) from error
         finally:

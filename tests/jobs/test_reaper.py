@@ -77,7 +77,7 @@ def test_worker_boot_runs_the_reaper(app, make_user):
                 db.session.expire_all()
                 return db.session.get(Task, task_id).status == TaskStatus.FAILED
 
-            wait_until(reaped, 10, "the reaper to run at worker boot")
+            wait_until(reaped, 30, "the reaper to run at worker boot")
 
 
 def test_expired_archives_are_deleted_and_their_link_says_so(client, app, worker, recorded_events):

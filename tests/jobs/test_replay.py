@@ -32,7 +32,7 @@ def test_replay_keeps_the_pacing_scaled_by_speed(app, runner, make_user, recorde
     make_user("front-end")
     recording = Recording.load(GOLDEN)
     runner.invoke(args=["jobs", "replay", str(GOLDEN), "--user", "front-end", "--speed", "2"])
-    wait_until(lambda: len(recorded_events.times) == len(recording.events), 10, "the events")
+    wait_until(lambda: len(recorded_events.times) == len(recording.events), 30, "the events")
     gaps = [b - a for a, b in zip(recorded_events.times, recorded_events.times[1:], strict=False)]
     recorded = [
         (b["after_ms"] - a["after_ms"]) / 1000 / 2

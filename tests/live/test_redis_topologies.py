@@ -52,6 +52,11 @@ def app_on(**config):
     return create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", **config})
 
 
+def close_database(app) -> None:
+    with app.app_context():
+        db.engine.dispose()
+
+
 @pytest.fixture
 def cluster_app(cluster, redis_server):
     return app_on(REDIS_URL=redis_server.url, EVENTS_REDIS_URL=cluster.url,
@@ -108,7 +113,7 @@ class Watched:
         with app.app_context():
             start = channel.latest_id(self.name)
         self.inbox = hub.listen(self.name)
-        assert hub.wait_subscribed(self.inbox, 10)
+        assert hub.wait_subscribed(self.inbox, 30)
         first = publish_when_possible(app, user_id, 1)
         assert received(app, self.name, start, self.inbox, want=1) == [(1, first)]
         self.after = first
@@ -128,7 +133,7 @@ def test_events_spread_over_the_shards_and_reach_one_subscription_per_shard(
     hub = hubs(cluster_app)
     users = range(1, 61)
     inboxes = {user: hub.listen(channel.channel_for(user)) for user in users}
-    assert all(hub.wait_subscribed(inbox, 10) for inbox in inboxes.values())
+    assert all(hub.wait_subscribed(inbox, 30) for inbox in inboxes.values())
     # When one event is published for each of them
     ids = {user: publish_when_possible(cluster_app, user, user) for user in users}
     # Then each stream gets its own event, with the id its log gave it
@@ -221,18 +226,18 @@ def test_a_stream_that_stops_reading_is_closed_at_its_limit_on_the_cluster(clust
     hub = Broadcaster(opener(cluster_app.config), inbox_size=5)
     try:
         stuck = hub.listen(channel.channel_for(77))
-        assert hub.wait_subscribed(stuck, 10)
+        assert hub.wait_subscribed(stuck, 30)
         # When 20 events arrive for it
         for n in range(20):
             publish_when_possible(cluster_app, 77, n)
         # Then it is closed at its limit, and its channel let go on its shard
-        wait_until(lambda: stuck.overflowed, 5, "the stuck stream to be closed")
+        wait_until(lambda: stuck.overflowed, 30, "the stuck stream to be closed")
         assert stuck.qsize() == 5 and hub.listener_count == 0
         with cluster_app.app_context():
             node = channel.redis_client().get_node_from_key(channel.channel_for(77))
         numsub = lambda: node.redis_connection.execute_command(  # noqa: E731
             "PUBSUB", "SHARDNUMSUB", channel.channel_for(77))[1]  # fmt: skip
-        wait_until(lambda: numsub() == 0, 5, "the channel to be dropped")
+        wait_until(lambda: numsub() == 0, 30, "the channel to be dropped")
     finally:
         hub.stop()
 
@@ -263,6 +268,7 @@ def test_an_export_survives_a_redis_master_dying(
     server = live_stacks.gunicorn(database, own_redis, redis_env)
     request.addfinalizer(lambda: live_stacks.stop_servers(own_redis))
     app = live_stacks.app(database, own_redis, redis_env)
+    request.addfinalizer(lambda: close_database(app))
     user_id, name = live_user("failover", posts=EXPORTED_POSTS)
     context = browser.new_context(base_url=server)
     page = watch_csp(context.new_page())
@@ -312,7 +318,7 @@ def move_slot(cluster, key: str) -> int:
         source.execute_command("MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", *keys)
     for port in cluster.shard_masters():
         redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-    wait_until(lambda: cluster.master_of(key) == target_port, 10, "the slot to move")
+    wait_until(lambda: cluster.master_of(key) == target_port, 30, "the slot to move")
     return target_port
 
 

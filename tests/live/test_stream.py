@@ -75,7 +75,7 @@ def open_stream(gunicorn_server):
         assert response.status_code == 200, response.text
         reader = SSEReader(response)
         readers.append(reader)
-        reader.wait_for(lambda r: r.retry is not None, 10, "the retry hint")
+        reader.wait_for(lambda r: r.retry is not None, 30, "the retry hint")
         return reader
 
     def close_all() -> None:
@@ -180,7 +180,7 @@ def test_a_last_event_id_redis_could_not_take_is_a_400(gunicorn_server, live_use
 def test_an_idle_stream_gets_heartbeats(gunicorn_server, live_user, open_stream):
     _, name = live_user("alice")
     reader = open_stream(live_session(gunicorn_server, name))
-    reader.wait_for(lambda r: "heartbeat" in r.comments, 5, "a heartbeat comment")
+    reader.wait_for(lambda r: "heartbeat" in r.comments, 30, "a heartbeat comment")
 
 
 def test_streams_share_one_redis_connection_and_closed_ones_are_released(
@@ -191,7 +191,7 @@ def test_streams_share_one_redis_connection_and_closed_ones_are_released(
     session = live_session(gunicorn_server, name)
     open_stream(session)
     # (the server is shared: streams other tests closed may still be on their way out)
-    wait_until(lambda: open_streams(gunicorn_server) == 1, 5, "other tests' streams to go")
+    wait_until(lambda: open_streams(gunicorn_server) == 1, 30, "other tests' streams to go")
     baseline = 1
     connections_before = connected_clients(live_app)
 
@@ -210,11 +210,11 @@ def test_streams_share_one_redis_connection_and_closed_ones_are_released(
     for reader in readers:
         reader.close()
     wait_until(
-        lambda: open_streams(gunicorn_server) <= baseline, 5, "closed streams to be released"
+        lambda: open_streams(gunicorn_server) <= baseline, 30, "closed streams to be released"
     )
     # And the last one closing unsubscribes the channel
     open_stream.close_all()
-    wait_until(lambda: subscribers(live_app, channel) == 0, 5,
+    wait_until(lambda: subscribers(live_app, channel) == 0, 30,
                "the channel to be unsubscribed after its last stream")  # fmt: skip
 
 

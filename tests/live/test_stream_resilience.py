@@ -63,18 +63,18 @@ def test_a_stream_stays_open_across_a_redis_restart_and_misses_nothing(
 
     reader = connect(long_server, session)
     try:
-        reader.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
+        reader.wait_for(lambda r: r.retry is not None, 30, "the stream to open")
         assert publish(1)
         reader.wait_for_events(1)
         # When Redis stops, pages still render and the stream goes on beating
         own_redis.stop()
         assert session.get(long_server + "/", timeout=5).status_code == 200
         beats = len(reader.comments)
-        reader.wait_for(lambda r: len(r.comments) >= beats + 2, 10, "heartbeats without Redis")
+        reader.wait_for(lambda r: len(r.comments) >= beats + 2, 30, "heartbeats without Redis")
         # When it is back on the same address, what is published reaches the same stream,
         # whether it comes before the process has subscribed again (from the log) or after
         own_redis.start()
-        wait_until(lambda: publish(2), 10, "Redis to take events again")
+        wait_until(lambda: publish(2), 30, "Redis to take events again")
         assert publish(3)
         received = reader.wait_for_events(3, timeout=15)
         assert not reader.ended.is_set(), "the stream ended: the browser would have reconnected"
@@ -108,7 +108,7 @@ def test_a_garbage_message_on_a_user_channel_is_dropped_and_streams_go_on(
     user_id, name = live_user("alice")
     session = live_session(gunicorn_server, name)
     reader = connect(gunicorn_server, session)
-    reader.wait_for(lambda r: r.retry is not None, 10, "the stream to open")
+    reader.wait_for(lambda r: r.retry is not None, 30, "the stream to open")
     channel = live.channel_for(user_id)
     garbage = redis.Redis.from_url(redis_server.url)
     for junk in (b"not json", b"[1, 2]", b'{"unexpected": 1}', b"\xff\xfe"):

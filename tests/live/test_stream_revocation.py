@@ -21,7 +21,7 @@ def open_stream(base_url: str, session: requests.Session, path: str = "/stream")
     response = session.get(base_url + path, stream=True, timeout=30)
     assert response.status_code == 200, response.text[:300]
     reader = SSEReader(response)
-    reader.wait_for(lambda r: r.retry is not None, 10, "the retry hint")
+    reader.wait_for(lambda r: r.retry is not None, 30, "the retry hint")
     return reader
 
 

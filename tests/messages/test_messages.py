@@ -152,7 +152,7 @@ def test_a_message_never_reaches_another_user_s_stream(gunicorn_server, live_use
         session = live_session(gunicorn_server, name)
         response = session.get(gunicorn_server + "/stream", stream=True, timeout=30)
         streams[name] = SSEReader(response)
-        streams[name].wait_for(lambda r: r.retry is not None, 10, "the retry hint")
+        streams[name].wait_for(lambda r: r.retry is not None, 30, "the retry hint")
     try:
         # When ada writes to grace
         sender = live_session(gunicorn_server, ada)
@@ -165,7 +165,7 @@ def test_a_message_never_reaches_another_user_s_stream(gunicorn_server, live_use
         (event,) = streams[grace].wait_for_events(1)
         assert (event["event"], event["data"]) == ("message.unread", {"count": 1})
         heartbeat = len(streams[linus].comments)
-        streams[linus].wait_for(lambda r: len(r.comments) > heartbeat, 10, "a heartbeat")
+        streams[linus].wait_for(lambda r: len(r.comments) > heartbeat, 30, "a heartbeat")
         assert streams[linus].events == []
     finally:
         for reader in streams.values():
@@ -186,7 +186,7 @@ def test_a_count_sent_while_the_stream_was_away_arrives_on_reconnect(gunicorn_se
                            data={"message": text, "csrf_token": token}).ok  # fmt: skip
 
     first = SSEReader(session.get(gunicorn_server + "/stream", stream=True, timeout=30))
-    first.wait_for(lambda r: r.retry is not None, 10, "the retry hint")
+    first.wait_for(lambda r: r.retry is not None, 30, "the retry hint")
     send("one")
     (seen,) = first.wait_for_events(1)
     first.close()

@@ -160,7 +160,7 @@ def test_the_operators_stream_carries_every_users_events_and_only_to_admins(
     assert response.status_code == 200
     reader = SSEReader(response)
     try:
-        reader.wait_for(lambda r: r.retry is not None, 10, "the retry hint")
+        reader.wait_for(lambda r: r.retry is not None, 30, "the retry hint")
         # When bob starts an export, the operators' stream hears of it, with bob's id
         bob_session = live_session(gunicorn_server, bob)
         token = re.search(

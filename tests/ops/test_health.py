@@ -32,7 +32,7 @@ def test_readiness_needs_the_mail_relay_and_a_live_worker(client, app):
                                   "mail": "ok", "workers": 0}  # fmt: skip
     assert client.get("/healthz").status_code == 200  # liveness is unaffected
     with in_process_worker(app, threads=1):
-        wait_until(lambda: client.get("/readyz").status_code == 200, 10, "readiness")
+        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "readiness")
         ready = client.get("/readyz").get_json()
         assert ready == {"status": "ok", "database": "ok", "redis": "ok", "mail": "ok",
                          "workers": 1}  # fmt: skip

@@ -127,11 +127,11 @@ def test_gunicorn_processes_add_up_their_streams(gunicorn_server, live_user):
     response = session.get(gunicorn_server + "/stream", stream=True, timeout=30)
     reader = SSEReader(response)
     try:
-        reader.wait_for(lambda r: r.retry is not None, 10, "the retry hint")
+        reader.wait_for(lambda r: r.retry is not None, 30, "the retry hint")
         assert open_streams() == baseline + 1
     finally:
         reader.close()
-    wait_until(lambda: open_streams() == baseline, 10, "the closed stream to be uncounted")
+    wait_until(lambda: open_streams() == baseline, 30, "the closed stream to be uncounted")
 
 
 def test_a_worker_host_serves_its_metrics(live_app, live_env, live_user, tmp_path):
