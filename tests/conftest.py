@@ -218,11 +218,18 @@ def module_redis(redis_instance, live_stacks) -> Iterator[RedisDatabase]:
     live_stacks.stop_servers(database.url)
 
 
+def shares_module_servers(request: pytest.FixtureRequest) -> bool:
+    """Say whether a test talks to its module's gunicorn: it asks for one and starts no
+    worker (``live_env``). A test that starts workers gets a gunicorn of its own instead, on
+    its own Redis: a worker takes any message of its queue, an earlier test's too."""
+    return "gunicorn_server" in request.fixturenames and "live_env" not in request.fixturenames
+
+
 @pytest.fixture
 def redis_server(request, redis_instance) -> RedisDatabase:
     """This test's Redis database (see the plugin's): its own, or, for a test that talks to the
     module's gunicorn (whose Redis is fixed when it starts), the module's."""
-    if "gunicorn_server" in request.fixturenames:
+    if shares_module_servers(request):
         return request.getfixturevalue("module_redis")
     return redis_instance.fresh_database()
 
@@ -250,9 +257,13 @@ def events_topology(request) -> dict[str, str]:
 
 
 @pytest.fixture
-def gunicorn_server(live_stacks, database, module_redis, events_topology) -> str:
-    """gunicorn on this kind's live database and the module's Redis; its base URL."""
-    return live_stacks.gunicorn(database, module_redis.url, events_topology)
+def gunicorn_server(request, live_stacks, database, redis_server, events_topology) -> str:
+    """gunicorn on this kind's live database and the test's Redis (the module's, or the
+    test's own, see ``shares_module_servers``); its base URL."""
+    url = live_stacks.gunicorn(database, redis_server.url, events_topology)
+    if not shares_module_servers(request):
+        request.addfinalizer(lambda: live_stacks.stop_servers(redis_server.url))
+    return url
 
 
 @pytest.fixture
