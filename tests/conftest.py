@@ -1,5 +1,6 @@
 """Fixtures: real services on loopback ports, a fresh app per test, and small helpers."""
 
+import collections
 import os
 from collections.abc import Callable, Iterator
 
@@ -42,11 +43,44 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+# Seconds each test file took in earlier runs, kept in pytest's cache by the main process.
+FILE_SECONDS = "microblog/file_seconds"
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the modules marked ``long`` first (in their shuffled order): each process takes a
-    file at a time, so a long one picked up last would be the whole run's tail."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the longest files first (each process takes a file at a time, so a long one
+    picked up last would be the whole run's tail): by the seconds they took before, else
+    the modules marked ``long`` first; otherwise in the shuffled order."""
+    seconds = config.cache.get(FILE_SECONDS, {}) if config.cache else {}
+
+    def longest_first(item: pytest.Item) -> float:
+        known = seconds.get(item.nodeid.split("::")[0])
+        if known is None:
+            known = 10_000 if item.get_closest_marker("long") else 0
+        return -known
+
+    items.sort(key=longest_first)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "collect":
+        _file_seconds[report.nodeid.split("::")[0]] += report.duration
+
+
+_file_seconds: collections.Counter = collections.Counter()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remember how long each file took (in the main process, which hears every test)."""
+    config = session.config
+    if config.cache is None or hasattr(config, "workerinput") or not _file_seconds:
+        return
+    if config.option.keyword or config.option.markexpr or any("::" in a for a in config.args):
+        return  # a part of some file ran: its time says nothing of the whole
+    seconds = config.cache.get(FILE_SECONDS, {})
+    seconds.update({name: round(total, 1) for name, total in _file_seconds.items()})
+    config.cache.set(FILE_SECONDS, seconds)
 
 
 @pytest.fixture(scope="session")
