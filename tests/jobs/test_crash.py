@@ -1,78 +1,30 @@
-"""Workers killed, frozen or cut off at any point of an export: it still ends once, one email.
+"""Workers killed or frozen at any point of an export: it still ends once, one email. (Cut off
+from Redis: ``test_crash_redis.py``.)
 
-Real `dramatiq tasks` processes on the session's Redis, SMTP catcher and live database, with
-the production defaults (10 s heartbeat timeout, maintenance every second). A worker started
-from ``tests.support.crash_worker`` stops itself at a named point of the job, so the kill lands
-exactly there.
+Real `dramatiq tasks` processes on the test's Redis database, the session's SMTP catcher and
+live database, with the production defaults (10 s heartbeat timeout, maintenance every
+second). A worker started from ``tests.support.crash_worker`` stops itself at a named point of
+the job, so the kill lands exactly there.
 """
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
 import pytest
-from sqlalchemy import select
 
-from devkit.services import RedisServer, wait_until
-from microblog import create_app
+from devkit.services import wait_until
 from microblog.exports.jobs import export_posts
-from microblog.exports.models import Archive
-from microblog.extensions import db
 from microblog.jobs.launch import launch
-from microblog.jobs.models import ACTIVE_STATUSES, Task, TaskStatus
-from tests.support import ROOT
-from tests.support.data import Tarpit
+from microblog.jobs.models import TaskStatus
+from tests.support.data import Tarpit, emails_to, final_row
+from tests.support.servers import signal_group
 
 # Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
 pytestmark = pytest.mark.long
 
 POSTS = 5_000  # five chunks of reading: enough for a point in the middle
-
-
-@pytest.fixture
-def worker_log(tmp_path):
-    with (tmp_path / "worker.log").open("w+") as log:
-        yield log
-        log.seek(0)
-        print(log.read())  # pytest shows it when the test fails
-
-
-@pytest.fixture
-def workers(live_env, worker_log, tmp_path):
-    """Start `dramatiq tasks` (or the crash worker) processes, on the test's own Redis
-    database; all are stopped afterwards."""
-    started: list[subprocess.Popen] = []
-
-    def start(crash_at: str | None = None, extra_args: tuple = (), **env: str) -> subprocess.Popen:
-        module = "tests.support.crash_worker" if crash_at else "tasks"
-        report = tmp_path / f"crash-report-{len(started)}"
-        crash = {"CRASH_AT": crash_at, "CRASH_REPORT": str(report)} if crash_at else {}
-        env = {**live_env, **env, **crash}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", module, "--processes", "1", "--threads", "2",
-             *extra_args],
-            cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        process.report = report
-        worker_log.write(f"--- started pid {process.pid}: {module} {crash}\n")
-        worker_log.flush()  # the log says whose lines follow
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        signal_group(process, signal.SIGCONT)
-        signal_group(process, signal.SIGKILL)
-        process.wait(timeout=30)
-
-
-def signal_group(process: subprocess.Popen, sig: int) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
 
 
 def has_stopped_itself(process: subprocess.Popen) -> bool:
@@ -90,21 +42,6 @@ def stopped_in(process: subprocess.Popen, point: str) -> str:
     reached, task_id = process.report.read_text().split()
     assert reached == point
     return task_id
-
-
-def emails_to(mailbox: list, username: str) -> int:
-    # Other tests' exports may be finished by these workers too: count this user's mail only.
-    return [m["To"] for m in mailbox].count(f"{username}@example.com")
-
-
-def final_row(app, task_id: str, user_id: int) -> Task:
-    """Return the task's row, checking that none of the user's tasks is left active."""
-    with app.app_context():
-        active = select(Task).where(Task.user_id == user_id, Task.status.in_(ACTIVE_STATUSES))
-        assert db.session.scalars(active).all() == []
-        task = db.session.get(Task, task_id)
-        db.session.expunge(task)
-        return task
 
 
 @pytest.mark.parametrize(
@@ -172,49 +109,6 @@ def test_a_frozen_worker_that_lost_its_task_never_writes_to_it_again(
     assert emails_to(mailbox, username) == 1
     worker_log.seek(0)
     assert "Traceback" not in worker_log.read()
-
-
-@pytest.mark.parametrize("outage_seconds", [12, 30])
-def test_an_export_survives_redis_going_away_past_the_heartbeat_timeout(
-    live_database, live_user, workers, mailbox, smtp_server, worker_log, outage_seconds
-):
-    # Given a worker on a Redis of this test's own, exporting many posts
-    own_redis = RedisServer().start()
-    app = create_app({"SQLALCHEMY_DATABASE_URI": live_database, "REDIS_URL": own_redis.url,
-                      "MAIL_PORT": smtp_server.port})  # fmt: skip
-    try:
-        user_id, username = live_user("cutoff", posts=60_000)
-        workers(REDIS_URL=own_redis.url)
-        with app.app_context():
-            task_id = launch(export_posts, user_id).id
-
-            def running() -> bool:
-                db.session.expire_all()
-                return db.session.get(Task, task_id).done > 0
-
-            wait_until(running, 60, "the export to be under way")
-            # When Redis stops answering for longer than the heartbeat timeout (10 s)
-            own_redis.process.send_signal(signal.SIGSTOP)
-            time.sleep(outage_seconds)  # the outage itself, not a wait for something to happen
-            own_redis.process.send_signal(signal.SIGCONT)
-
-            # Then the export ends succeeded, once, with one email
-            def final() -> bool:
-                db.session.expire_all()
-                return db.session.get(Task, task_id).status in ("succeeded", "failed")
-
-            wait_until(final, 120, "the export to end")
-            archive = db.session.get(Archive, task_id)
-            assert archive is not None and archive.emailed_at is not None
-        task = final_row(app, task_id, user_id)
-        assert (task.status, task.done) == (TaskStatus.SUCCEEDED, 60_000)
-        assert emails_to(mailbox, username) == 1
-        worker_log.seek(0)
-        assert "Traceback" not in worker_log.read()
-    finally:
-        with app.app_context():
-            db.engine.dispose()
-        own_redis.stop()
 
 
 def test_a_worker_stopping_with_a_job_still_running_hands_it_to_another_at_once(

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from devkit.services import free_port
 from microblog.extensions import db
-from microblog.jobs.models import Task
+from microblog.jobs.models import ACTIVE_STATUSES, Task
 from microblog.models import utcnow
 from microblog.posts.models import Post
 
@@ -176,6 +176,21 @@ class Tarpit:
 def task_row(app, task_id: str) -> Task:
     """Return the task's row as the database holds it now, read in a session of its own."""
     with app.app_context():
+        task = db.session.get(Task, task_id)
+        db.session.expunge(task)
+        return task
+
+
+def emails_to(mailbox: list, username: str) -> int:
+    """Count the emails to ``username`` among the session relay's."""
+    return [m["To"] for m in mailbox].count(f"{username}@example.com")
+
+
+def final_row(app, task_id: str, user_id: int) -> Task:
+    """Return the task's row, checking that none of the user's tasks is left active."""
+    with app.app_context():
+        active = select(Task).where(Task.user_id == user_id, Task.status.in_(ACTIVE_STATUSES))
+        assert db.session.scalars(active).all() == []
         task = db.session.get(Task, task_id)
         db.session.expunge(task)
         return task

@@ -193,3 +193,8 @@ def wait_until_idle(broker: RedisBroker, timeout: float = 30) -> None:
         return broker.do_qsize("default") == 0 and broker.do_qsize("default.DQ") == 0
 
     wait_until(idle, timeout, "the worker to finish every message")
+
+
+def signal_group(process: subprocess.Popen, sig: int) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
