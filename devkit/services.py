@@ -76,7 +76,7 @@ class RedisServer:
     databases: int = 16
     process: subprocess.Popen | None = None
     workdir: str | None = None
-    _handed_out: int = 0
+    _handed_out: int = field(default=0, init=False)
 
     @property
     def url(self) -> str:

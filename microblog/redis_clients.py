@@ -13,6 +13,7 @@ of their own. ``REDIS_URL`` then gives only the database number and the password
 one of its nodes (see :mod:`microblog.live.channel` for how they use it).
 """
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -101,9 +102,12 @@ def channel_prefix(config: dict[str, Any]) -> str:
     database other than 0 therefore carry its number (``db3:user.5``); on database 0 and on a
     cluster (which has only that one) they keep their plain names.
     """
-    if events_on_cluster(config):
-        return ""
-    database = int(parse_url(events_url(config)).get("db") or 0)
+    return "" if events_on_cluster(config) else _database_prefix(events_url(config))
+
+
+@functools.cache  # asked for every event published: parse each URL once
+def _database_prefix(url: str) -> str:
+    database = int(parse_url(url).get("db") or 0)
     return f"db{database}:" if database else ""
 
 

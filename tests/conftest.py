@@ -43,8 +43,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-# Seconds each test file took in earlier runs, kept in pytest's cache by the main process.
+# Seconds each test file took in earlier runs, kept in pytest's cache by the main process,
+# and in this run so far.
 FILE_SECONDS = "microblog/file_seconds"
+_file_seconds: collections.Counter = collections.Counter()
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled
@@ -66,9 +68,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when != "collect":
         _file_seconds[report.nodeid.split("::")[0]] += report.duration
-
-
-_file_seconds: collections.Counter = collections.Counter()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

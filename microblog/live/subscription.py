@@ -69,9 +69,9 @@ class Subscription:
 
     def get_message(self, timeout: float) -> dict | None:
         raw = self.pubsub.get_message(timeout=timeout)
-        if raw is None or not self.prefix or not isinstance(raw.get("channel"), bytes | str):
+        if raw is None or not self.prefix or raw.get("channel") is None:
             return raw
-        channel = raw["channel"]
+        channel = raw["channel"]  # bytes, or str with decode_responses
         channel = channel.decode(errors="replace") if isinstance(channel, bytes) else channel
         return {**raw, "channel": channel.removeprefix(self.prefix)}
 

@@ -14,7 +14,7 @@ import requests
 from dramatiq.brokers.redis import RedisBroker
 from flask import Flask
 
-from devkit.services import MailCatcher, RedisServer, free_port, wait_until
+from devkit.services import MailCatcher, RedisDatabase, free_port, wait_until
 from microblog import create_app
 from microblog.config import from_environment
 from tests.support import ROOT
@@ -30,7 +30,7 @@ on_every_events_topology = pytest.mark.parametrize(
 )
 
 
-def make_config(database_url: str, redis_server: RedisServer, smtp_server: MailCatcher) -> dict:
+def make_config(database_url: str, redis_server: RedisDatabase, smtp_server: MailCatcher) -> dict:
     return {
         "TESTING": True,
         "SECRET_KEY": "test",
