@@ -30,7 +30,12 @@ def _tune_sqlite(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
 
 
 def init_app(app: Flask) -> None:
-    """Tune the engine Flask-SQLAlchemy created for this app."""
+    """Tune the engine Flask-SQLAlchemy created for this app, and end each context's session
+    without trusting its connection."""
+    # Teardowns run last-registered first, so this ends the transaction before Flask-SQLAlchemy
+    # closes the session: its close would roll back on a connection the database may have
+    # ended after the page was made (a restart), and raise past every error handler.
+    app.teardown_appcontext(lambda _error: discard_session())
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             os.makedirs(app.instance_path, exist_ok=True)

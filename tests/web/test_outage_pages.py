@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 import requests
+from flask import request_finished
 
 from microblog import create_app
 from microblog.auth.models import User
@@ -82,6 +83,28 @@ def test_a_stopped_database_answers_503_and_logs_one_warning(site, own_postgres,
     levels = Counter(r.levelname for r in caplog.records if r.name.startswith("microblog"))
     assert levels["WARNING"] == 1 and levels["ERROR"] == 0, caplog.text
     assert "the database is unreachable" in caplog.text and "the database is back" in caplog.text
+
+
+def test_a_connection_lost_after_the_page_was_made_still_answers_the_page(
+    site, own_postgres, caplog
+):
+    app, client = site
+
+    # Given the database ends the request's connection after the view ran, before teardown
+    # (its restart between a page's last query and the end of the request)
+    def end_the_connection(sender, response):
+        own_postgres.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                             " WHERE datname = 'site' AND pid <> pg_backend_pid()")  # fmt: skip
+
+    with caplog.at_level(logging.WARNING, logger="microblog"):
+        # Then the page made is answered, not a 500 raised from ending the session
+        with request_finished.connected_to(end_the_connection, app):
+            response = client.get("/explore")
+        assert response.status_code == 200, response.get_data(as_text=True)[:500]
+        assert "alice" in response.get_data(as_text=True)
+        # And the lost connection fails nobody after it
+        assert client.get("/user/alice").status_code == 200
+    assert "ERROR" not in caplog.text
 
 
 def test_a_database_locked_past_its_timeout_answers_503_and_stores_nothing(
