@@ -248,7 +248,7 @@ def module_redis(redis_instance, live_stacks) -> Iterator[RedisDatabase]:
     """The Redis database of the module's gunicorn servers, stopped when the module ends."""
     database = redis_instance.fresh_database()
     yield database
-    live_stacks.stop_servers(database.url)
+    live_stacks.close_site(database.url)
 
 
 def shares_module_servers(request: pytest.FixtureRequest) -> bool:
@@ -268,13 +268,18 @@ def redis_server(request, redis_instance) -> RedisDatabase:
 
 
 @pytest.fixture
-def live_database(live_stacks, database) -> str:
-    """A migrated database shared by the session's server processes of this kind."""
-    return live_stacks.database(database)
+def live_database(request, live_stacks, database, redis_server) -> str:
+    """The migrated database of the test's site, which is its Redis database's alone: the
+    module's (see ``shares_module_servers``), or the test's own, dropped after it together
+    with the servers on it."""
+    url = live_stacks.database(database, redis_server.url)
+    if not shares_module_servers(request):
+        request.addfinalizer(lambda: live_stacks.close_site(redis_server.url))
+    return url
 
 
 @pytest.fixture
-def live_env(live_stacks, database, redis_server) -> dict[str, str]:
+def live_env(live_stacks, database, redis_server, live_database) -> dict[str, str]:
     """The environment of the server and worker processes the tests start."""
     return live_stacks.env(database, redis_server.url)
 
@@ -290,19 +295,17 @@ def events_topology(request) -> dict[str, str]:
 
 
 @pytest.fixture
-def gunicorn_server(request, live_stacks, database, redis_server, events_topology) -> str:
-    """gunicorn on this kind's live database and the test's Redis (the module's, or the
-    test's own, see ``shares_module_servers``); its base URL."""
-    url = live_stacks.gunicorn(database, redis_server.url, events_topology)
-    if not shares_module_servers(request):
-        request.addfinalizer(lambda: live_stacks.stop_servers(redis_server.url))
-    return url
+def gunicorn_server(live_stacks, database, redis_server, live_database, events_topology) -> str:
+    """gunicorn on the test's site (the module's, or the test's own, see
+    ``shares_module_servers``); its base URL."""
+    return live_stacks.gunicorn(database, redis_server.url, events_topology)
 
 
 @pytest.fixture
-def live_app(live_stacks, database, redis_server, events_topology) -> Iterator[Flask]:
-    """An app on the live database and the test's Redis, for arranging data the server
-    processes will see."""
+def live_app(
+    live_stacks, database, redis_server, live_database, events_topology
+) -> Iterator[Flask]:
+    """An app on the test's site, for arranging data the server processes will see."""
     app = live_stacks.app(database, redis_server.url, events_topology)
     yield app
     with app.app_context():

@@ -1,5 +1,5 @@
 """The live servers the tests run: gunicorn and Dramatiq workers as processes, on a migrated
-database per kind, and the app configuration every test's app starts from."""
+database per site, and the app configuration every test's app starts from."""
 
 import os
 import signal
@@ -45,36 +45,39 @@ def make_config(database_url: str, redis_server: RedisDatabase, smtp_server: Mai
 
 
 class LiveStacks:
-    """Per kind of database, a migrated database made on first use and kept for the session;
-    gunicorn servers on it, one per Redis database (and events' topology), until
-    :meth:`stop_servers` is called for that Redis.
+    """Live sites: for each kind of database and Redis database, a migrated database made on
+    first use, and gunicorn servers on the pair (one per events topology), until
+    :meth:`close_site` is called for that Redis.
 
-    Users on the live databases have names of their own, so tests may run in any order.
+    A site's SQL database is its Redis database's alone, as in production: a worker's reaper
+    mends every unfinished task of its database, so a worker on another test's database would
+    end that test's tasks as lost and publish their events on its own Redis.
     """
 
     def __init__(self, databases, directory: Path, smtp_server) -> None:
         self._databases = databases
         self._directory = directory
         self._smtp = smtp_server
-        self._urls: dict[str, str] = {}
+        self._urls: dict[tuple[str, str], str] = {}
         self._servers: dict[tuple, Gunicorn] = {}
 
-    def database(self, kind: str) -> str:
-        if kind not in self._urls:
+    def database(self, kind: str, redis_url: str) -> str:
+        key = (kind, redis_url)
+        if key not in self._urls:
             url = self._databases.migrated(kind, self._directory)
             if kind == "postgresql":
-                # Both kinds' servers of a module share its Redis, where channels are named by
+                # Both kinds' sites of a module share its Redis, where channels are named by
                 # user id: keep ids apart.
                 self._databases.postgres.execute_in(
                     url, "ALTER SEQUENCE user_id_seq RESTART WITH 1000001"
                 )
-            self._urls[kind] = url
-        return self._urls[kind]
+            self._urls[key] = url
+        return self._urls[key]
 
     def env(self, kind: str, redis_url: str) -> dict[str, str]:
         return {
             **os.environ,
-            "DATABASE_URL": self.database(kind),
+            "DATABASE_URL": self.database(kind, redis_url),
             "REDIS_URL": redis_url,
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": str(self._smtp.port),
@@ -92,11 +95,11 @@ class LiveStacks:
         }
 
     def app(self, kind: str, redis_url: str, redis_env: dict[str, str] | None = None) -> Flask:
-        """Return a new app on this kind's live database and ``redis_url`` (``redis_env``: where
+        """Return a new app on the site of this kind and ``redis_url`` (``redis_env``: where
         its events are instead, as environment variables, e.g. a Redis Cluster's)."""
         return create_app(
             {
-                "SQLALCHEMY_DATABASE_URI": self.database(kind),
+                "SQLALCHEMY_DATABASE_URI": self.database(kind, redis_url),
                 "REDIS_URL": redis_url,
                 "MAIL_PORT": self._smtp.port,
                 **from_environment(redis_env or {}),
@@ -104,7 +107,7 @@ class LiveStacks:
         )
 
     def gunicorn(self, kind: str, redis_url: str, redis_env: dict[str, str] | None = None) -> str:
-        """Return the URL of gunicorn on this kind's database and ``redis_url``, with 1 s
+        """Return the URL of gunicorn on the site of this kind and ``redis_url``, with 1 s
         heartbeats (and its events where ``redis_env`` says, as for :meth:`app`)."""
         key = (kind, redis_url, tuple(sorted((redis_env or {}).items())))
         if key not in self._servers:
@@ -118,10 +121,12 @@ class LiveStacks:
         server = next(s for s in self._servers.values() if s.url == base_url)
         return server.log_path.read_text()
 
-    def stop_servers(self, redis_url: str) -> None:
-        """Stop the servers on ``redis_url``."""
+    def close_site(self, redis_url: str) -> None:
+        """Stop the servers on ``redis_url`` and drop its sites' databases."""
         for key in [key for key in self._servers if key[1] == redis_url]:
             self._servers.pop(key).stop()
+        for key in [key for key in self._urls if key[1] == redis_url]:
+            self._databases.drop(self._urls.pop(key))
 
     def close(self) -> None:
         for server in self._servers.values():
