@@ -147,7 +147,10 @@ class MailCatcher:
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             name = f"{time.strftime('%Y%m%d-%H%M%S')}-{len(self.messages):04d}.eml"
-            (self.directory / name).write_bytes(envelope.original_content or envelope.content)
+            # Whole or not at all: whoever lists the directory never opens a half-written one.
+            partial = self.directory / f".{name}.part"
+            partial.write_bytes(envelope.original_content or envelope.content)
+            os.replace(partial, self.directory / name)
         return "250 Message accepted for delivery"
 
     def start(self) -> "MailCatcher":
