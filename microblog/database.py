@@ -32,10 +32,7 @@ def _tune_sqlite(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
 def init_app(app: Flask) -> None:
     """Tune the engine Flask-SQLAlchemy created for this app, and end each context's session
     without trusting its connection."""
-    # Teardowns run last-registered first, so this ends the transaction before Flask-SQLAlchemy
-    # closes the session: its close would roll back on a connection the database may have
-    # ended after the page was made (a restart), and raise past every error handler.
-    app.teardown_appcontext(lambda _error: discard_session())
+    app.teardown_appcontext(close_session)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             os.makedirs(app.instance_path, exist_ok=True)
@@ -52,5 +49,20 @@ def discard_session() -> None:
     """
     try:
         db.session.rollback()
+    except SQLAlchemyError:
+        db.session().invalidate()
+
+
+def close_session(_error: BaseException | None = None) -> None:
+    """Close the context's session, as Flask-SQLAlchemy would, without trusting its connection.
+
+    Registered after Flask-SQLAlchemy's teardown, so run before it (teardowns run
+    last-registered first): closing rolls back on a connection the database may have ended
+    after the page was made (a restart), and that error would pass every error handler and
+    turn a page already made into a 500. Then the connection is invalidated instead. Like
+    Flask-SQLAlchemy's, the close keeps what objects loaded (a rollback would expire it).
+    """
+    try:
+        db.session.close()
     except SQLAlchemyError:
         db.session().invalidate()
