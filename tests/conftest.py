@@ -53,7 +53,9 @@ _file_seconds: collections.Counter = collections.Counter()
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the longest files first (each process takes a file at a time, so a long one
     picked up last would be the whole run's tail): by the seconds they took before, else
-    the modules marked ``long`` first; otherwise in the shuffled order."""
+    the modules marked ``long`` first; otherwise in the shuffled order. xdist keeps this
+    order only with ``--no-loadscope-reorder`` (pyproject.toml): by default it sorts the
+    files by their number of tests."""
     seconds = config.cache.get(FILE_SECONDS, {}) if config.cache else {}
 
     def longest_first(item: pytest.Item) -> float:
