@@ -56,6 +56,12 @@ STATUS_TEXTS = {
 }  # fmt: skip
 
 
+def alert_level(status: int) -> str:
+    """How a page styles the message of an error status (Bootstrap's alert levels): a clash or
+    a limit asks to wait or reload, anything else failed."""
+    return "warning" if status in (409, 429) else "danger"
+
+
 def status_texts(error: HTTPException) -> tuple[str, str]:
     """Return the error's name and explanation in the reader's language."""
     name, meaning = STATUS_TEXTS.get(error.code or 500, (error.name, error.description))
@@ -79,7 +85,7 @@ def render_http_error(error: HTTPException):
         db.session.rollback()
     name, description = status_texts(error)
     if wants_json():
-        response = jsonify(error=name, message=description)
+        response = jsonify(error=name, message=description, level=alert_level(error.code or 500))
     else:
         page = render_template("errors/error.html", title=name, code=error.code, name=name,
                                description=description)  # fmt: skip
@@ -165,7 +171,7 @@ def handle_outage(error: Exception):
     with i18n.language(i18n.browser_language()):
         name, description = (str(text) for text in STATUS_TEXTS[503])
         if wants_json():
-            response = jsonify(error=name, message=description)
+            response = jsonify(error=name, message=description, level=alert_level(503))
         else:
             template = current_app.jinja_env.get_template("errors/unavailable.html")
             page = template.render(title=name, name=name, description=description,

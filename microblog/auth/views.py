@@ -72,9 +72,10 @@ def register():
             form.username.errors.append(_("That username or email was just taken."))
         else:
             announce_confirmation_wanted(user.id)
-            flash(_("Welcome! You can sign in now. To get emails from us, open the link we "
-                    "sent to your address."), "success")  # fmt: skip
-            return redirect(url_for("auth.login"))
+            sign_in(user, remember=False)
+            flash(_("Welcome, %(name)s! To get emails from us, open the link we sent to your "
+                    "address.", name=user.username), "success")  # fmt: skip
+            return redirect(url_for("posts.index"))
     return render_template(
         "auth/register.html", title=_("Register"), form=form
     ), 400 if form.errors else 200

@@ -325,6 +325,38 @@ def all_posts() -> Listing:
     return Listing(select(Post))
 
 
+# How many of the site's newest posts the suggestions of people to follow walk: a bounded
+# read of one index, whatever the size of the site.
+SUGGESTION_WINDOW = 500
+
+
+def follows_anyone(user_id: int) -> bool:
+    query = select(followers.c.followed_id).where(followers.c.follower_id == user_id)
+    return db.session.scalar(select(query.exists()))
+
+
+def people_to_follow(user_id: int, count: int = 5) -> list[User]:
+    """Suggest whom a user might follow: the authors of the site's newest posts, the most
+    recent first, but for the user and those they follow already."""
+    recent = (
+        select(Post.user_id, Post.timestamp)
+        .order_by(*key_order(Post))
+        .limit(SUGGESTION_WINDOW)
+        .subquery()
+    )
+    followed = select(followers.c.followed_id).where(followers.c.follower_id == user_id)
+    authors = (
+        select(recent.c.user_id)
+        .where(recent.c.user_id != user_id, recent.c.user_id.not_in(followed))
+        .group_by(recent.c.user_id)
+        .order_by(func.max(recent.c.timestamp).desc(), recent.c.user_id)
+        .limit(count)
+    )
+    ids = list(db.session.scalars(authors))
+    found = {user.id: user for user in db.session.scalars(select(User).where(User.id.in_(ids)))}
+    return [found[user_id] for user_id in ids]
+
+
 READ_CHUNK = 1000
 
 

@@ -19,7 +19,7 @@ from flask_login import current_user, login_required
 
 from microblog.auth import models as users
 from microblog.auth.models import User, find_user
-from microblog.extensions import db
+from microblog.extensions import db, login_manager
 from microblog.i18n import _l, for_scripts
 from microblog.models import utcnow
 from microblog.posts.forms import EditProfileForm, PostForm
@@ -34,8 +34,10 @@ from microblog.posts.models import (
     all_posts,
     followed_by,
     followers_of,
+    follows_anyone,
     key_order,
     page_of,
+    people_to_follow,
     posts_of,
     timeline_of,
 )
@@ -105,9 +107,17 @@ def redirect_old_page_link(listing: Listing, number: str, per_page: int) -> Resp
     return redirect(url_for(request.endpoint, **args), 301)
 
 
+# What a signed-out visitor to the home page sees of the site.
+WELCOME_POSTS = 3
+
+
 @bp.route("/", methods=["GET", "POST"])
-@login_required
 def index():
+    if not current_user.is_authenticated:
+        if request.method == "POST":
+            return login_manager.unauthorized()
+        glimpse = page_of(all_posts(), WELCOME_POSTS).items
+        return render_template("posts/welcome.html", title=_("Welcome"), posts=glimpse)
     form = PostForm()
     if form.validate_on_submit():
         body = form.post.data.strip()
@@ -116,8 +126,11 @@ def index():
         flash(_("Your post is now live!"), "success")
         return redirect(url_for("posts.index"))
     page = page_of_posts(timeline_of(current_user))
+    # Someone who follows nobody yet gets a start: people posting lately, and Explore.
+    suggestions = None if follows_anyone(current_user.id) else people_to_follow(current_user.id)
     status = 400 if form.errors else 200
-    return render_template("posts/index.html", title=_("Home"), form=form, page=page), status
+    return render_template("posts/index.html", title=_("Home"), form=form, page=page,
+                           suggestions=suggestions), status  # fmt: skip
 
 
 @bp.route("/explore")

@@ -16,10 +16,21 @@ GOOD_FORM = {
 }
 
 
-def test_register_creates_user_and_redirects_to_login(client, app):
+def test_registering_signs_you_in_on_a_fresh_session_and_lands_on_your_home(client, app):
+    # Given a visitor whose session holds something from before (a planted or old cookie)
+    client.get("/auth/register")
+    with client.session_transaction() as session:
+        session["planted"] = "by someone else"
+    # When they register
     response = client.post("/auth/register", data=GOOD_FORM)
+    # Then they land on their home, signed in, welcomed once, on a session of their own
     assert response.status_code == 302
-    assert response.headers["Location"] == "/auth/login"
+    assert response.headers["Location"] == "/"
+    with client.session_transaction() as session:
+        assert "planted" not in session
+    home = client.get("/").get_data(as_text=True)
+    assert "Hi, carol!" in home and home.count("Welcome, carol!") == 1
+    assert "Please log in" not in home
     with app.app_context():
         user = db.session.scalar(select(User).where(User.username == "carol"))
         assert user.email == "carol@example.com"
@@ -72,7 +83,7 @@ def test_login_with_wrong_credentials_is_refused(client, auth, make_user, userna
     response = auth.login(username, password)
     assert response.status_code == 400
     assert "Invalid username or password" in response.get_data(as_text=True)
-    assert client.get("/").status_code == 302
+    assert client.get("/explore").status_code == 302
 
 
 def test_remember_me_sets_a_persistent_cookie(client, auth, make_user):
@@ -124,10 +135,11 @@ def test_logout_signs_out(client, auth):
     auth.signed_in("alice")
     response = auth.logout()
     assert response.status_code == 302
-    assert client.get("/").status_code == 302
+    assert client.get("/explore").status_code == 302
+    assert "Welcome to Microblog" in client.get("/").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("path", ["/", "/explore", "/user/alice", "/edit_profile"])
+@pytest.mark.parametrize("path", ["/explore", "/user/alice", "/edit_profile", "/messages"])
 def test_login_required(client, path):
     response = client.get(path)
     assert response.status_code == 302

@@ -294,9 +294,13 @@ def test_a_reset_through_gunicorn_and_a_dramatiq_worker(
         wait_for_mail(smtp_server.messages, address, "Your microblog password was changed")
     # Then the old browser is signed out, the new one signed in, the link dead
     assert (
-        old_browser.get(gunicorn_server + "/", allow_redirects=False, timeout=10).status_code == 302
+        old_browser.get(gunicorn_server + "/explore", allow_redirects=False, timeout=10).status_code
+        == 302
     )
-    assert browser.get(gunicorn_server + "/", allow_redirects=False, timeout=10).status_code == 200
+    assert (
+        browser.get(gunicorn_server + "/explore", allow_redirects=False, timeout=10).status_code
+        == 200
+    )
     reused = browser.get(link, timeout=10)
     assert reused.status_code == 400 and "used already" in reused.text
     # And the new password signs in; the old one does not

@@ -19,7 +19,7 @@ def test_gunicorn_serves_the_login_page_with_local_bootstrap(gunicorn_server):
 
 
 def test_gunicorn_redirects_anonymous_visitors_to_login(gunicorn_server):
-    response = requests.get(gunicorn_server + "/", allow_redirects=False, timeout=5)
+    response = requests.get(gunicorn_server + "/explore", allow_redirects=False, timeout=5)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/auth/login")
 

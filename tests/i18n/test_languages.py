@@ -106,7 +106,7 @@ def test_form_errors_and_flashes_are_in_the_reader_language(client, auth):
     missing = client.get("/user/nobody-at-all")
     assert missing.status_code == 404 and "No encontrado" in missing.get_data(as_text=True)
     as_json = client.get("/tasks/" + "0" * 32, headers={"Accept": "application/json"})
-    assert as_json.json == {"error": "No encontrado", "message": missing_text()}
+    assert as_json.json == {"error": "No encontrado", "message": missing_text(), "level": "danger"}
 
 
 def missing_text() -> str:

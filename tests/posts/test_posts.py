@@ -395,3 +395,63 @@ def test_following_never_sends_the_browser_off_the_site(client, auth, make_user)
     auth.signed_in("alice")
     response = client.post("/follow/linus", data={"next": "//evil.example/x"})
     assert response.headers["Location"] == "/user/linus"
+
+
+def test_a_signed_out_visitor_to_the_home_page_is_welcomed_not_scolded(
+    client, make_user, add_posts
+):
+    # Given a site with posts
+    make_user("bob")
+    add_posts("bob", "first", "second", "third", "fourth")
+    # When a signed-out visitor opens /
+    response = client.get("/")
+    page = response.get_data(as_text=True)
+    # Then it is a welcome with a way in and a glimpse of the newest posts, and no error flash
+    assert response.status_code == 200
+    assert "Welcome to Microblog" in page
+    assert 'href="/auth/register"' in page and 'href="/auth/login"' in page
+    assert "fourth" in page and "second" in page and "first" not in page
+    assert "Please log in" not in page and "alert-" not in page
+    # And writing a post still needs a sign-in
+    refused = client.post("/", data={"post": "anonymous?"})
+    assert refused.status_code == 302 and refused.headers["Location"].startswith("/auth/login")
+    assert post_count(client.application) == 4
+
+
+def test_signing_out_shows_one_message(client, auth):
+    auth.signed_in()
+    response = client.post("/auth/logout", follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "You have been signed out." in page and "Please log in" not in page
+
+
+def test_someone_who_follows_nobody_is_shown_people_posting_lately_and_explore(
+    client, auth, make_user, add_posts
+):
+    # Given a new user, people who posted (dave longest ago), and one who never posted
+    auth.signed_in("newbie")
+    for name in ("dave", "erin", "frank", "quiet"):
+        make_user(name)
+    add_posts("dave", "d1")
+    add_posts("erin", "e1")
+    add_posts("frank", "f1")
+    add_posts("newbie", "my first")
+    # When they open their home
+    page = client.get("/").get_data(as_text=True)
+    # Then people posting lately are suggested, newest first, with Explore; not them, not quiet
+    suggested = re.findall(r'suggestion">.*?href="/user/(\w+)"', page, re.S)
+    assert suggested == ["frank", "erin", "dave"], suggested
+    assert 'href="/explore"' in page
+    # When they follow one from there
+    response = client.post("/follow/frank", data={"next": "/"})
+    assert response.headers["Location"] == "/"
+    # Then the start panel has done its job: their home is their timeline
+    page = client.get("/").get_data(as_text=True)
+    assert "Make this page yours" not in page and "f1" in page
+
+
+def test_an_empty_home_says_how_to_fill_it(client, auth):
+    auth.signed_in("newbie")
+    page = client.get("/").get_data(as_text=True)
+    assert "No posts yet. Write your first one above." in page
+    assert "Make this page yours" in page and 'href="/explore"' in page

@@ -31,7 +31,7 @@ SIGNED_IN_PAGES = [
     "/admin/tasks?status=failed&older_than=soon",
     "/nowhere",
 ]
-ANONYMOUS_PAGES = ["/auth/login", "/auth/register", "/auth/reset_password_request",
+ANONYMOUS_PAGES = ["/", "/auth/login", "/auth/register", "/auth/reset_password_request",
                    "/auth/reset_password/not-a-link", "/explore", "/nowhere"]  # fmt: skip
 
 

@@ -49,7 +49,7 @@ def test_a_spanish_reader_sees_spanish_everywhere_then_switches_to_english(
     context = browser.new_context(base_url=gunicorn_server, **SPANISH_CONTEXT)
     page = context.new_page()
     name = f"ana{os.getpid()}{os.urandom(2).hex()}"
-    # Given a newcomer whose browser asks for Spanish: she registers and signs in
+    # Given a newcomer whose browser asks for Spanish: she registers, and is signed in
     page.goto("/auth/register")
     assert page.locator("html").get_attribute("lang") == "es"
     page.fill("#username", name)
@@ -57,12 +57,9 @@ def test_a_spanish_reader_sees_spanish_everywhere_then_switches_to_english(
     page.fill("#password", PASSWORD)
     page.fill("#password2", PASSWORD)
     page.click("#submit")
-    page.wait_for_url("**/auth/login")
-    assert "¡Bienvenido! Ya puedes iniciar sesión." in page.inner_text("#flashes")
-    page.fill("#username", name)
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
     page.wait_for_url("**/")
+    assert f"¡Te damos la bienvenida, {name}!" in page.inner_text("#flashes")
+    assert "Haz tuya esta página" in page.inner_text("main")
     # She posts
     page.fill("#post", "Mi primera publicación, escrita en castellano.")
     page.click("#submit")

@@ -131,7 +131,8 @@
   function showFlash(message, level) {
     const flashes = document.getElementById("flashes");
     const alert = document.createElement("div");
-    alert.className = `alert alert-${level} alert-dismissible fade show`;
+    // Every answer names its level; one that does not is a failure, never left unstyled.
+    alert.className = `alert alert-${level || "danger"} alert-dismissible fade show`;
     alert.setAttribute("role", "alert");
     alert.textContent = message;
     const close = document.createElement("button");
