@@ -73,8 +73,39 @@ def test_page_works_with_javascript_off(browser, gunicorn_server, live_user):
         html = page.content()
         assert "Your export has started" in html, html[:2000]
         assert page.locator("#tasks .task").count() == 1
-        # Nothing moves the bar without JavaScript: the page reloads itself while it runs
-        assert '<meta http-equiv="refresh" content="5">' in html
+        # Nothing moves the bar without JavaScript, and the page never reloads itself (it
+        # would wipe what is being typed): the card offers the reload
+        assert 'http-equiv="refresh"' not in html
+        page.click("#tasks .task-reload")
+        page.wait_for_load_state()
+        assert page.locator("#tasks .task").count() == 1
+        screenshot(page, "nojs-card.png")
+    finally:
+        context.close()
+
+
+def test_a_phone_without_javascript_reaches_every_menu_item(browser, gunicorn_server, live_user):
+    # Given a phone-sized browser with scripts off, signed in
+    context = browser.new_context(base_url=gunicorn_server, java_script_enabled=False,
+                                  viewport={"width": 375, "height": 740})  # fmt: skip
+    page = context.new_page()
+    try:
+        _, username = live_user("phone", posts=1)
+        sign_in(page, username)
+        page.goto("/explore")
+        # Then the menu is open, its scripted button hidden, and each item can be used
+        assert not page.locator(".navbar-toggler").is_visible()
+        items = {
+            "Profile": f"#nav a[href='/user/{username}']",
+            "Messages": "#nav a[href='/messages']",
+            "Account": "#nav a[href='/auth/account']",
+            "Log out": "#nav form[action='/auth/logout'] button",
+        }
+        for label, selector in items.items():
+            assert page.locator(selector).is_visible(), label
+        screenshot(page, "nojs-phone-menu.png")
+        page.click(items["Account"])
+        page.wait_for_url("**/auth/account")
     finally:
         context.close()
 
