@@ -195,7 +195,7 @@ def handle_unauthorized():
     """Send browsers to the login page and come back; tell scripts 401 in JSON."""
     if wants_json():
         return handle_http_error(Unauthorized(_("Sign in first.")))
-    flash(_("Please log in to access this page."), login_manager.login_message_category)
+    flash(_("Please sign in to see this page."), login_manager.login_message_category)
     return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 

@@ -30,7 +30,7 @@ def test_registering_signs_you_in_on_a_fresh_session_and_lands_on_your_home(clie
         assert "planted" not in session
     home = client.get("/").get_data(as_text=True)
     assert "Hi, carol!" in home and home.count("Welcome, carol!") == 1
-    assert "Please log in" not in home
+    assert "Please sign in" not in home
     with app.app_context():
         user = db.session.scalar(select(User).where(User.username == "carol"))
         assert user.email == "carol@example.com"

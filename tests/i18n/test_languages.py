@@ -243,6 +243,13 @@ def test_every_catalog_translates_every_message(tmp_path, language):
     assert stale == [], f"no longer used, in the {language} catalog (`flask translate update`)"
 
 
+def test_the_site_says_sign_in_and_sign_out_everywhere(tmp_path):
+    # Every text the code and templates show, emails included: one verb for each
+    other_verb = re.compile(r"\blog(ged)? ?(in|out)\b|\blogin\b", re.IGNORECASE)
+    mixed = sorted(m for m in extracted_messages(tmp_path) if other_verb.search(m))
+    assert mixed == []
+
+
 class VisibleText(HTMLParser):
     """What a reader meets on a page: its text, and the labels, titles and placeholders."""
 

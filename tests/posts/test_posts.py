@@ -411,7 +411,7 @@ def test_a_signed_out_visitor_to_the_home_page_is_welcomed_not_scolded(
     assert "Welcome to Microblog" in page
     assert 'href="/auth/register"' in page and 'href="/auth/login"' in page
     assert "fourth" in page and "second" in page and "first" not in page
-    assert "Please log in" not in page and "alert-" not in page
+    assert "Please sign in" not in page and "alert-" not in page
     # And writing a post still needs a sign-in
     refused = client.post("/", data={"post": "anonymous?"})
     assert refused.status_code == 302 and refused.headers["Location"].startswith("/auth/login")
@@ -422,7 +422,7 @@ def test_signing_out_shows_one_message(client, auth):
     auth.signed_in()
     response = client.post("/auth/logout", follow_redirects=True)
     page = response.get_data(as_text=True)
-    assert "You have been signed out." in page and "Please log in" not in page
+    assert "You have been signed out." in page and "Please sign in" not in page
 
 
 def test_someone_who_follows_nobody_is_shown_people_posting_lately_and_explore(

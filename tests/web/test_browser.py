@@ -99,7 +99,7 @@ def test_a_phone_without_javascript_reaches_every_menu_item(browser, gunicorn_se
             "Profile": f"#nav a[href='/user/{username}']",
             "Messages": "#nav a[href='/messages']",
             "Account": "#nav a[href='/auth/account']",
-            "Log out": "#nav form[action='/auth/logout'] button",
+            "Sign out": "#nav form[action='/auth/logout'] button",
         }
         for label, selector in items.items():
             assert page.locator(selector).is_visible(), label
