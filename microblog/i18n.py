@@ -40,6 +40,8 @@ from flask_mail import Message
 
 # The languages the site speaks, each in its own words (what the switcher shows).
 LANGUAGES = {"en": "English", "es": "Español"}
+# Each language's name inside a sentence of its own (Spanish writes it in lower case).
+NAMES_IN_A_SENTENCE = {"en": "English", "es": "español"}
 DEFAULT = "en"
 COOKIE = "language"  # a visitor's choice made with the switcher
 COOKIE_MAX_AGE = 365 * 24 * 3600

@@ -36,7 +36,7 @@ from microblog.auth.sessions import (
 )
 from microblog.extensions import db
 from microblog.forms import Form
-from microblog.i18n import LANGUAGES, remember_language
+from microblog.i18n import remember_language
 from microblog.throttle import limit
 from microblog.urls import safe_next
 
@@ -202,8 +202,8 @@ def language():
     if not current_user.is_authenticated:
         remember_language(response, chosen)
     with i18n.language(chosen or i18n.browser_language()):
-        flash(_("The site now speaks %(language)s.", language=LANGUAGES[i18n.current_language()]),
-              "success")  # fmt: skip
+        name = i18n.NAMES_IN_A_SENTENCE[i18n.current_language()]
+        flash(_("The site now speaks %(language)s.", language=name), "success")
     return response
 
 

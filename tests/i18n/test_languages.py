@@ -363,3 +363,17 @@ def test_an_event_missing_fields_is_localized_as_far_as_it_goes(app):
                                 "description": "Exporting your posts", "progress": 5})  # fmt: skip
     assert old == {"task_id": "t", "name": "export_posts", "status": "running",
                    "description": "Exportando tus publicaciones", "progress": 5}  # fmt: skip
+
+
+def test_spanish_counts_agree_and_the_language_is_named_as_in_a_sentence(client, auth, make_user):
+    # Given alice reading in Spanish, following one person
+    auth.signed_in()
+    make_user("bob")
+    client.post("/follow/bob")
+    switched = client.post("/auth/language", data={"language": "es"}, follow_redirects=True)
+    # Then the switch names the language as Spanish writes it in a sentence
+    assert "El sitio ahora está en español." in switched.get_data(as_text=True)
+    # And one followed is singular, on the profile and in the user's card
+    for path in ("/user/alice", "/user/alice/popup"):
+        page = client.get(path).get_data(as_text=True)
+        assert re.search(r"1(</span>)? seguido\b", page) and "seguidos" not in page, path

@@ -103,7 +103,7 @@ def test_a_spanish_reader_sees_spanish_everywhere_then_switches_to_english(
         page.click("#count-words-button")
         wait_status(page, "count_words", "succeeded")
     export, words = card_of(page, "export_posts"), card_of(page, "count_words")
-    assert export.locator(".task-state").inner_text() == "Terminado"
+    assert export.locator(".task-state").inner_text() == "Listo"
     assert export.locator(".task-download").inner_text() == "Descarga tu archivo"
     assert re.fullmatch(r"1 publicación · [\d,]+ (bytes|KB)",
                         export.locator(".task-summary").inner_text())  # fmt: skip
