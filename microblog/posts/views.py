@@ -116,8 +116,8 @@ def index():
     if not current_user.is_authenticated:
         if request.method == "POST":
             return login_manager.unauthorized()
-        glimpse = page_of(all_posts(), WELCOME_POSTS).items
-        return render_template("posts/welcome.html", title=_("Welcome"), posts=glimpse)
+        glimpse = Page(page_of(all_posts(), WELCOME_POSTS).items, newer=None, older=None)
+        return render_template("posts/welcome.html", title=_("Welcome"), page=glimpse)
     form = PostForm()
     if form.validate_on_submit():
         body = form.post.data.strip()
