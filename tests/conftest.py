@@ -2,6 +2,8 @@
 
 import collections
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -84,6 +86,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config.cache.set(FILE_SECONDS, seconds)
 
 
+# Seconds a test's app waits at its end for its events published later (Redis came back).
+PUBLISH_LATER_GRACE = 10
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """The session's own PostgreSQL cluster; the suite fails, never skips, without one."""
@@ -129,11 +135,22 @@ def app_config(database_url, redis_server, smtp_server) -> dict:
 
 @pytest.fixture
 def app(app_config) -> Iterator[Flask]:
+    before = set(threading.enumerate())
     app = create_app(app_config)
     yield app
     hub = app.extensions.get("microblog.broadcaster")
     if hub is not None:  # a stream was served in this process: its thread would outlive us
         hub.stop()
+    # An event published later (Redis was away when a task ended) retries in a thread of its
+    # own; one left retrying would publish into, and make garbage during, the next tests.
+    retrying = [t for t in set(threading.enumerate()) - before if t.name == "publish-later"]
+    deadline = time.monotonic() + PUBLISH_LATER_GRACE
+    for thread in retrying:
+        thread.join(timeout=max(0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in retrying), (
+        "an event was still waiting for a Redis that never came back: end the outage in the "
+        "test, or shorten the wait with microblog.jobs.events.FINAL_EVENT_RETRY_SECONDS"
+    )
     with app.app_context():
         db.engine.dispose()
 

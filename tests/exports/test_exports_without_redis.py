@@ -5,12 +5,15 @@ from sqlalchemy import select
 
 from devkit.services import free_port
 from microblog.extensions import db
+from microblog.jobs import events
 from microblog.jobs.models import Task, TaskStatus
 from tests.support.web import JSON
 
 
 @pytest.fixture
-def app_config(app_config):
+def app_config(app_config, monkeypatch):
+    # The failed task's end is announced to a Redis that never comes: give up at once
+    monkeypatch.setattr(events, "FINAL_EVENT_RETRY_SECONDS", 0)
     return {**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
 
 
