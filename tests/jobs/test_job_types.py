@@ -84,9 +84,14 @@ def test_a_worker_without_a_job_type_leaves_it_for_one_that_has_it(
 ):
     user_id, _ = live_user("handover", posts=5)
     old_log = tmp_path / "old.log"
+    # A frozen worker counts as live until the heartbeat timeout after its last beat: long
+    # enough here that a busy machine's delays cannot make it dead before the old worker
+    # looks (at the default 10 s, a loaded run saw the old worker take the message after the
+    # frozen one had been silent that long, and fail the task as nobody's)
+    env = {**live_env, "JOBS_HEARTBEAT_TIMEOUT_MS": "120000"}
     with (
-        running_worker({**live_env, **OLD_VERSION}, old_log),
-        running_worker(live_env, tmp_path / "new.log") as new,
+        running_worker({**env, **OLD_VERSION}, old_log),
+        running_worker(env, tmp_path / "new.log") as new,
     ):
         worker_runs(live_app, lambda out: "runs: count_words" in out and "live workers: 2" in out,
                     "both workers")  # fmt: skip
