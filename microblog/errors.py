@@ -9,7 +9,7 @@ nobody is mailed. Anything else unexpected is a 500, logged as an ERROR with its
 import logging
 import threading
 
-from flask import Flask, current_app, flash, jsonify, redirect, render_template, request
+from flask import Flask, current_app, flash, g, jsonify, redirect, render_template, request
 from flask_babel import format_number
 from flask_babel import gettext as _
 from flask_login.utils import login_url
@@ -195,7 +195,8 @@ def handle_unauthorized():
     """Send browsers to the login page and come back; tell scripts 401 in JSON."""
     if wants_json():
         return handle_http_error(Unauthorized(_("Sign in first.")))
-    flash(_("Please sign in to see this page."), login_manager.login_message_category)
+    if not g.get("sign_in_ended"):  # which said why already
+        flash(_("Please sign in to see this page."), login_manager.login_message_category)
     return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 

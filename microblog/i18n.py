@@ -31,9 +31,11 @@ from flask_babel import (
     LazyString,
     force_locale,
     format_datetime,
+    format_decimal,
     format_number,
     get_locale,
     gettext,
+    ngettext,
 )
 from flask_login import current_user
 from flask_mail import Message
@@ -148,6 +150,16 @@ def when(moment: datetime) -> str:
     return f"{format_datetime(moment, 'medium')} UTC"
 
 
+def format_size(count: int) -> str:
+    """Say a number of bytes the way people read them: 980 bytes, 12 KB, 1.2 MB."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if count >= scale:
+            value = count / scale
+            shown = format_decimal(value, "0.0" if value < 10 else "#,##0")
+            return f"{shown} {unit}"
+    return ngettext("%(count)s byte", "%(count)s bytes", count, count=format_number(count))
+
+
 def init_app(app: Flask) -> None:
     babel.init_app(
         app,
@@ -159,6 +171,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(translated)
     app.add_template_filter(format_number, "number")
     app.add_template_filter(when, "datetime")
+    app.add_template_filter(format_size, "filesize")
     app.cli.add_command(translate_cli)
 
 

@@ -15,6 +15,7 @@ from flask_login import current_user
 from microblog.auth.models import find_user
 from microblog.extensions import csrf
 from microblog.i18n import _l, for_scripts
+from microblog.jobs import control
 from microblog.jobs.models import TaskFilter, TaskStatus, find_tasks
 from microblog.jobs.registry import job_types
 from microblog.jobs.views import cancel_and_answer, retry_and_answer, task_or_404
@@ -123,7 +124,7 @@ def _filter_from(args) -> tuple[TaskFilter, tuple[datetime, str] | None, list[st
 
 @bp.route("/tasks/<task_id>/cancel", methods=["POST"])
 def cancel(task_id: str):
-    return cancel_and_answer(task_or_404(task_id))
+    return cancel_and_answer(task_or_404(task_id), control.CANCELLED_BY_OPERATOR)
 
 
 @bp.route("/tasks/<task_id>/retry", methods=["POST"])

@@ -15,13 +15,14 @@ import secrets
 from datetime import datetime
 
 from blinker import Namespace
-from flask import current_app, session
-from flask_login import login_user, logout_user
+from flask import current_app, g, session
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import ForeignKey, String, bindparam, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from microblog.auth.models import User
 from microblog.extensions import db, login_manager
+from microblog.i18n import _l
 from microblog.models import utcnow
 from microblog.types import UTCDateTime
 
@@ -127,6 +128,23 @@ def announce_password_changed(user_id: int) -> None:
     now committed: their streams end, and the user is told."""
     announce_revoked(user_id)
     password_changed.send(current_app._get_current_object(), user_id=user_id)
+
+
+SIGN_IN_ENDED = _l(
+    "Your sign-in has ended: you signed out elsewhere, your password was changed, or it "
+    "expired. Please sign in again."
+)
+
+
+def note_ended_sign_in() -> bool:
+    """Say whether this request came with a sign-in that no longer stands (revoked elsewhere,
+    or expired), and forget it, so that its browser is told once: the first page after says
+    :data:`SIGN_IN_ENDED`, and a live stream says it to the open page."""
+    if "_user_id" not in session or current_user.is_authenticated:
+        return False
+    session.pop("_user_id")
+    g.sign_in_ended = True
+    return True
 
 
 def sign_out() -> None:

@@ -27,10 +27,12 @@ from microblog.auth.forms import (
 )
 from microblog.auth.models import User, canonical, find_user
 from microblog.auth.sessions import (
+    SIGN_IN_ENDED,
     announce_password_changed,
     announce_revoked,
     close_all_sign_ins,
     close_sign_in,
+    note_ended_sign_in,
     sign_in,
     sign_out,
 )
@@ -41,6 +43,18 @@ from microblog.throttle import limit
 from microblog.urls import safe_next
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
+
+
+# Requests that say nothing to a person: a static file's costs no look at the sign-in.
+SILENT_ENDPOINTS = ("static", "bootstrap.static")
+
+
+@bp.before_app_request
+def say_why_signed_out() -> None:
+    """A browser whose sign-in ended elsewhere (a password change, "sign out everywhere") or
+    expired is told why on its next page, once; its open pages learn it from their stream."""
+    if request.endpoint not in SILENT_ENDPOINTS and note_ended_sign_in():
+        flash(str(SIGN_IN_ENDED), "warning")
 
 
 def account_key() -> str:

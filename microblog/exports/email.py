@@ -35,6 +35,7 @@ def export_email(user: User, archive: Archive, locale: str | None = None) -> Mes
         "archive": archive,
         "link": public_url("exports.download", task_id=archive.task_id),
         "attached": archive.json_size <= current_app.config["EXPORT_ATTACHMENT_LIMIT"],
+        "attachment_limit": current_app.config["EXPORT_ATTACHMENT_LIMIT"],
     }
     message = email_in(
         user.language or locale,

@@ -4,7 +4,7 @@ from datetime import timedelta
 from typing import IO
 
 from flask import current_app
-from flask_babel import format_decimal, format_number, ngettext
+from flask_babel import format_number, ngettext
 from sqlalchemy import delete, insert, select
 
 from microblog.auth.models import User
@@ -12,13 +12,14 @@ from microblog.exports.archive import spooled_file, write_archive
 from microblog.exports.email import NOT_CONFIRMED, OVER_CEILING, deliver_export_email
 from microblog.exports.models import CHUNK_SIZE, Archive, ArchiveChunk
 from microblog.extensions import db
-from microblog.i18n import N_, _l
+from microblog.i18n import N_, _l, format_size
 from microblog.jobs.attempts import Attempt, hold
 from microblog.jobs.models import Task
 from microblog.jobs.progress import ProgressReporter
 from microblog.jobs.registry import chore
 from microblog.jobs.worker.runner import JobError, job
 from microblog.models import utcnow
+from microblog.posts.models import posts_done
 
 NOT_EMAILED = {
     NOT_CONFIRMED: _l("not emailed: your email address is not confirmed yet"),
@@ -31,20 +32,10 @@ def archive_summary(result: dict) -> str:
     why it was not emailed, if it was not."""
     count = result["posts"]
     posts = ngettext("%(count)s post", "%(count)s posts", count, count=format_number(count))
-    summary = f"{posts} · {size(result['bytes'])}"
+    summary = f"{posts} · {format_size(result['bytes'])}"
     if result.get("not_emailed") in NOT_EMAILED:
         summary += f" · {NOT_EMAILED[result['not_emailed']]}"
     return summary
-
-
-def size(count: int) -> str:
-    """Say a number of bytes the way people read them: 980 bytes, 12 KB, 1.2 MB."""
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if count >= scale:
-            value = count / scale
-            shown = format_decimal(value, "0.0" if value < 10 else "#,##0")
-            return f"{shown} {unit}"
-    return ngettext("%(count)s byte", "%(count)s bytes", count, count=format_number(count))
 
 
 @job(
@@ -52,6 +43,7 @@ def size(count: int) -> str:
     result_endpoint="exports.download",
     result_label=_l("Download your archive"),
     summary=archive_summary,
+    counts=posts_done,
 )
 def export_posts(task: Task, attempt: Attempt, progress: ProgressReporter) -> dict:
     """Export the user's posts; a redelivered run reuses a stored archive and sent email.

@@ -16,6 +16,7 @@ from flask_login import current_user, login_required
 from microblog.exports.jobs import export_posts
 from microblog.exports.models import Archive, archive_chunks
 from microblog.extensions import db
+from microblog.jobs import control
 from microblog.jobs.models import TaskStatus
 from microblog.jobs.views import own_task_or_404, start_and_answer
 from microblog.throttle import limit
@@ -59,6 +60,8 @@ def download(task_id: str):
         return render_template("exports/expired.html", task=task), 410
     # The transfer may take minutes: hand the session's connection back to the pool now;
     # each chunk is read on a connection of its own (see archive_chunks).
+    db.session.close()
+    control.result_opened(task.id)
     db.session.close()
     response = Response(stream_with_context(archive_chunks(task.id)), mimetype="application/gzip")
     response.headers["Content-Disposition"] = attachment(archive.filename)

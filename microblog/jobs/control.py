@@ -13,7 +13,10 @@ email delivered. Whichever of the two writes commits first wins, the other finds
 moved on.
 """
 
+from sqlalchemy import update
+
 from microblog.extensions import db
+from microblog.i18n import N_
 from microblog.jobs import events, registry
 from microblog.jobs.ending import end
 from microblog.jobs.launch import launch
@@ -37,13 +40,18 @@ class NotRetryable(Exception):
     """Only a failed or cancelled task can be tried again."""
 
 
-def cancel(task: Task) -> None:
-    """Cancel a queued or running task, commit, and announce it finished.
+# What a task cancelled by an operator says to its user (kept as its error).
+CANCELLED_BY_OPERATOR = N_("An operator cancelled this job.")
+
+
+def cancel(task: Task, reason: str | None = None) -> None:
+    """Cancel a queued or running task, commit, and announce it finished; ``reason`` (a
+    message id) tells its user why, when someone else cancelled it.
 
     :raise TooLateToCancel: it is delivering its result.
     :raise NotCancellable: it had ended already (perhaps a moment ago).
     """
-    if end(task.id, TaskStatus.CANCELLED, uncommitted=True, error=None) is None:
+    if end(task.id, TaskStatus.CANCELLED, uncommitted=True, error=reason) is None:
         db.session.refresh(task)
         raise (TooLateToCancel if task.is_active else NotCancellable)(task.id)
 
@@ -73,3 +81,17 @@ def dismiss(task: Task) -> None:
     task.dismissed_at = task.dismissed_at or utcnow()
     db.session.commit()
     events.announce(events.DISMISSED, task)
+
+
+def result_opened(task_id: str) -> None:
+    """Note that the user opened a succeeded task's result: its card counts as seen, and
+    goes from the next page (the open ones keep it: no event is sent); commit.
+
+    An UPDATE by id, which loads nothing: a caller that closed its session first keeps the
+    objects it loaded as they were.
+    """
+    db.session.execute(
+        update(Task).where(Task.id == task_id, Task.dismissed_at.is_(None))
+        .values(dismissed_at=utcnow())
+    )  # fmt: skip
+    db.session.commit()

@@ -14,6 +14,8 @@ a few words about it (``summary``). Events travel on the user's live channel
 
 from typing import Any, TypedDict
 
+from flask_babel import format_number, gettext
+
 from microblog.i18n import language, translated
 from microblog.jobs import registry
 from microblog.jobs.models import Task, TaskStatus
@@ -37,7 +39,8 @@ class TaskEvent(TypedDict):
     progress: int  # 0-100
     done: int
     total: int | None  # null until the job knows how much there is to do
-    error: str | None  # failed: why, for the user; active: the outage it waits out
+    counts: str | None  # with a total: how far in words, e.g. "51,000 of 300,404 posts"
+    error: str | None  # failed: why; active: the outage it waits out; cancelled: by whom
     url: str | None  # succeeded: the result's path on this site, if the type keeps one
     result_label: str | None  # the text of the link to ``url``, e.g. "Download your archive"
     result: Any  # succeeded: what the job returned (a little JSON), e.g. {"posts": 12, …}
@@ -62,6 +65,7 @@ def task_event(task: Task, **changes: Any) -> TaskEvent:
         progress=task.progress,
         done=task.done,
         total=task.total,
+        counts=None,  # below: from the done and total the changes may bring
         error=task.error,
         url=site_path(endpoint, task_id=task.id) if endpoint else None,
         result_label=job_type.result_label if endpoint else None,
@@ -71,7 +75,8 @@ def task_event(task: Task, **changes: Any) -> TaskEvent:
         retry_at=task.retry_at.isoformat() if task.retry_at else None,
         max_attempts=job_type.max_attempts if job_type else None,
     )
-    return amend(event, **changes)
+    event = amend(event, **changes)
+    return amend(event, counts=english_counts(job_type, event["done"], event["total"]))
 
 
 def english_summary(job_type: registry.JobType, result: Any) -> str | None:
@@ -81,6 +86,21 @@ def english_summary(job_type: registry.JobType, result: Any) -> str | None:
         return None
     with language(None):
         return job_type.summary(result)
+
+
+def english_counts(job_type: registry.JobType | None, done: int, total: int | None) -> str | None:
+    """Return how far a task is in words, in English (as published; see :func:`localized`)."""
+    with language(None):
+        return counts_in_words(job_type, done, total)
+
+
+def counts_in_words(job_type: registry.JobType | None, done: int, total: int | None) -> str | None:
+    """Say how far a task is in the current language: its type's words, else "5 of 12"."""
+    if total is None:
+        return None
+    if job_type is not None and job_type.counts is not None:
+        return job_type.counts(done, total)
+    return gettext("%(done)s of %(total)s", done=format_number(done), total=format_number(total))
 
 
 def localized(event: TaskEvent) -> TaskEvent:
@@ -97,6 +117,8 @@ def localized(event: TaskEvent) -> TaskEvent:
     succeeded = event.get("status") == TaskStatus.SUCCEEDED
     if succeeded and job_type and job_type.summary and event.get("result") is not None:
         changes["summary"] = job_type.summary(event["result"])
+    if "counts" in event and "done" in event and "total" in event:
+        changes["counts"] = counts_in_words(job_type, event["done"], event["total"])
     return amend(event, **changes)
 
 

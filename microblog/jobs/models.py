@@ -2,6 +2,7 @@
 
 import enum
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -90,7 +91,7 @@ class Task(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    # When its user closed the finished task's card; it is not shown again.
+    # When its user closed the finished task's card or opened its result: not shown again.
     dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the job began delivering what cannot be taken back (the export's email); from then
     # on a cancel is refused, so "cancelled" and "delivered" never both hold.
@@ -114,27 +115,38 @@ def percentage(done: int, total: int | None) -> int:
     return max(0, min(100, done * 100 // total))
 
 
+# How many of a user's newest tasks the cards are chosen from.
+CARDS_LOOKED_AT = 20
+
 # Every page runs this: built once, it costs a lookup in the statement cache, not a build.
 _TASKS_TO_SHOW = (
     select(Task)
     .where(Task.user_id == bindparam("user_id"))
-    .where(Task.status.in_(ACTIVE_STATUSES) | (Task.finished_at >= bindparam("since")))
     .order_by(Task.created_at.desc())
-    .limit(20)
+    .limit(CARDS_LOOKED_AT)
 )
 
 
-def tasks_to_show(user_id: int, since: datetime) -> list[Task]:
-    """Return the user's active tasks, and of each job type the newest task finished since
-    ``since`` unless its card was closed; newest first."""
+def tasks_to_show(user_id: int, with_results: Collection[str], finished: bool) -> list[Task]:
+    """Return the tasks whose cards the user's page shows, newest first: the active ones and,
+    if ``finished``, the finished ones not yet seen among the user's ``CARDS_LOOKED_AT``
+    newest tasks.
+
+    A finished task is seen once its user closed its card or opened its result
+    (``dismissed_at``). Of each job type only the newest finished task is shown, except a
+    succeeded one of a type in ``with_results`` (names of job types whose result is a link):
+    a result the user has not opened is never hidden by a later task.
+    """
     shown, finished_types = [], set()
-    for task in db.session.scalars(_TASKS_TO_SHOW, {"user_id": user_id, "since": since}):
+    for task in db.session.scalars(_TASKS_TO_SHOW, {"user_id": user_id}):
         if task.is_active:
             shown.append(task)
-        elif task.name not in finished_types:
-            finished_types.add(task.name)  # older ones of the type are not shown either
-            if task.dismissed_at is None:
-                shown.append(task)
+            continue
+        newest_of_type = task.name not in finished_types
+        finished_types.add(task.name)
+        unopened = task.status == TaskStatus.SUCCEEDED and task.name in with_results
+        if finished and task.dismissed_at is None and (newest_of_type or unopened):
+            shown.append(task)
     return shown
 
 

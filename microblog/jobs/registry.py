@@ -34,6 +34,8 @@ class JobType:
     result_label: str = "See the result"  # message id of the text of the link to it
     # A succeeded task's result (what its body returned) in a few words, in the current language.
     summary: "Callable[[Any], str | None] | None" = None
+    # How far a task is (done, total) in words, in the current language: "51,000 of 300,404 posts".
+    counts: "Callable[[int, int], str] | None" = None
 
     @property
     def name(self) -> str:

@@ -1,7 +1,6 @@
 """Task state for pages and scripts: always read from the Task table."""
 
 import re
-from datetime import timedelta
 
 import dramatiq
 from flask import Blueprint, abort, flash, has_request_context, jsonify, redirect, request, url_for
@@ -17,12 +16,10 @@ from microblog.jobs.launch import QueueUnavailable, TaskAlreadyActive, launch
 from microblog.jobs.models import Task, tasks_to_show
 from microblog.jobs.registry import job_types
 from microblog.live.stream import page_stream_url
-from microblog.models import utcnow
 from microblog.urls import safe_next
 
 bp = Blueprint("jobs", __name__, url_prefix="/tasks")
 
-RECENT = timedelta(hours=1)
 QUEUE_UNAVAILABLE = _l("The job queue is unreachable. Please try again.")
 _TASK_ID = re.compile(r"[0-9a-f]{32}")  # what new_task_id makes
 
@@ -102,10 +99,10 @@ def cancel(task_id: str):
 TOO_LATE_TO_CANCEL = _l("Too late to cancel: the result is already on its way.")
 
 
-def cancel_and_answer(task: Task):
+def cancel_and_answer(task: Task, reason: str | None = None):
     """Cancel the task and say how that went (the user's card and the admin page)."""
     try:
-        control.cancel(task)
+        control.cancel(task, reason)
     except control.TooLateToCancel:
         return answer(task, 409, "warning", TOO_LATE_TO_CANCEL)
     except control.NotCancellable:
@@ -154,11 +151,24 @@ def answer(task: Task | None, status: int, level: str, message: str, back: str |
     return redirect(target, 303)
 
 
+# The pages that show finished tasks' cards: where the user starts jobs and comes back to.
+FINISHED_CARDS_ON = ("posts.index", "posts.user")
+
+
 @bp.app_context_processor
 def inject_tasks() -> dict:
-    """Give every page the user's active and recently finished tasks."""
+    """Give every page the cards of the user's active tasks; the home page and the user's own
+    profile also those of the finished tasks not yet seen (see ``tasks_to_show``).
+
+    The cards a page shows move only by events: a page never drops a card by itself, and a
+    reload shows what this function says (docs/behaviour.md, "Task cards").
+    """
     if not has_request_context() or not current_user.is_authenticated:  # e.g. emails
         return {"tasks": []}
     page_stream_url()  # the resume point first: the cards must hold everything before it
-    tasks = tasks_to_show(current_user.id, since=utcnow() - RECENT)
+    finished = request.endpoint in FINISHED_CARDS_ON and (
+        request.view_args.get("username", current_user.username) == current_user.username
+    )
+    with_results = [name for name, t in job_types().items() if t.result_endpoint]
+    tasks = tasks_to_show(current_user.id, with_results, finished)
     return {"tasks": [events.localized(events.task_event(t)) for t in tasks]}

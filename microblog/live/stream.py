@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 import redis
 from flask import (
     Flask,
+    Response,
     abort,
     current_app,
     g,
@@ -45,7 +46,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from microblog import metrics
 from microblog.auth.models import User
-from microblog.auth.sessions import admin_revoked, load_user, sign_ins_closed, token_hash
+from microblog.auth.sessions import (
+    SIGN_IN_ENDED,
+    admin_revoked,
+    load_user,
+    sign_ins_closed,
+    token_hash,
+)
 from microblog.extensions import db
 from microblog.i18n import current_language
 from microblog.live import subscription
@@ -369,7 +376,8 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
     ) -> Iterator[Message | None]:
         """Yield the logged events after ``last_id``, then live ones, and None on each idle
         beat; after a lost subscription comes back, the logged events it missed. End when
-        the stream is revoked, or when ``allowed()`` says no after a lost subscription.
+        the stream is revoked, or when ``allowed()`` says no after a lost subscription: a
+        user's stream then ends with :func:`farewell`.
 
         ``inbox`` is a listener whose channel Redis already delivers, so that no event
         published between the replay and the live part is lost (the log has it, or the
@@ -395,6 +403,8 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
                 yield None
                 continue
             if item is _CLOSE or (item is _RESYNC and not allowed()):
+                if channel != OPERATORS:  # the user's own: it ended with its sign-in
+                    yield farewell()
                 return
             missed = [item]
             if item is _RESYNC:
@@ -406,8 +416,17 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
 
     def stream(self):
         if not current_user.is_authenticated:
+            if g.get("sign_in_ended"):  # revoked while the stream was away: say why, once
+                return self.event_stream(iter([f"retry: {RETRY_MS}\n\n", str(farewell())]))
             abort(401)
         return self.open_stream(channel_for(current_user.id))  # never from the request
+
+    def event_stream(self, events: Iterator[str]) -> Response:
+        """Answer with ``events`` (their wire format) as a stream no cache or proxy holds."""
+        response = current_app.response_class(events, mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"
+        return response
 
     def open_stream(self, channel: str, role: Callable[[User], bool] = lambda user: True):
         """Answer the signed-in user with ``channel``'s events while their sign-in stands and
@@ -457,12 +476,24 @@ class UserStreamBlueprint(ServerSentEventsBlueprint):
             except redis.RedisError as error:
                 log.warning("stream for %s ended: %s", channel, error)
 
-        response = current_app.response_class(generate(), mimetype="text/event-stream")
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Accel-Buffering"] = "no"
+        response = self.event_stream(generate())
         if subscribed:
             response.call_on_close(lambda: hub.leave(inbox))
         return response
+
+
+SIGN_IN_ENDED_EVENT = "session.ended"  # a stream's last event when its sign-in ended
+
+
+def farewell() -> Message:
+    """The last event of a stream whose sign-in ended: what the page should say (in the
+    reader's language) and where to sign in again."""
+    data = {
+        "message": str(SIGN_IN_ENDED),
+        "sign_in": _("Sign in"),
+        "sign_in_url": url_for("auth.login"),
+    }
+    return Message(data, type=SIGN_IN_ENDED_EVENT)
 
 
 sse = UserStreamBlueprint("events", __name__)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+from flask_babel import format_number, ngettext
 from sqlalchemy import (
     ColumnElement,
     ForeignKey,
@@ -362,6 +363,13 @@ READ_CHUNK = 1000
 
 def count_posts(user_id: int) -> int:
     return db.session.scalar(select(func.count()).where(Post.user_id == user_id))
+
+
+def posts_done(done: int, total: int) -> str:
+    """Say how far a job over a user's posts is, in the current language: "51 of 300 posts"
+    (the ``counts`` of the job types that read them with :func:`post_rows`)."""
+    return ngettext("%(done)s of %(total)s post", "%(done)s of %(total)s posts", total,
+                    done=format_number(done), total=format_number(total))  # fmt: skip
 
 
 def post_rows(user_id: int, chunk: int = READ_CHUNK) -> Iterator[list[Row]]:

@@ -17,7 +17,7 @@ from microblog.jobs.attempts import Attempt
 from microblog.jobs.models import Task
 from microblog.jobs.progress import ProgressReporter
 from microblog.jobs.worker.runner import job
-from microblog.posts.models import count_posts, post_rows
+from microblog.posts.models import count_posts, post_rows, posts_done
 
 WORD = re.compile(r"\w+(?:['’]\w+)*")  # letters and digits of any script; "don't" is one
 
@@ -35,7 +35,12 @@ def describe(result: dict) -> str:
     return line
 
 
-@job(description=_l("Counting your words"), summary=describe, time_limit=5 * 60_000)
+@job(
+    description=_l("Counting your words"),
+    summary=describe,
+    counts=posts_done,
+    time_limit=5 * 60_000,
+)
 def count_words(task: Task, attempt: Attempt, progress: ProgressReporter) -> dict:
     """Count the words of the user's posts, and the ten most used."""
     progress.start(count_posts(task.user_id))

@@ -183,6 +183,34 @@ def test_sign_out_everywhere_ends_every_sign_in(make_user, app):
     assert sign_in_count(app) == 0
 
 
+SIGN_IN_ENDED = "Your sign-in has ended: you signed out elsewhere, your password was changed"
+PLEASE_SIGN_IN = "Please sign in to see this page."
+
+
+@pytest.mark.parametrize("first_page", ["/explore", "/messages"])
+def test_a_browser_signed_out_elsewhere_is_told_why_once(make_user, app, first_page):
+    # Given a user signed in on a laptop and a phone
+    make_user("alice")
+    laptop, phone = app.test_client(), app.test_client()
+    for browser in (laptop, phone):
+        browser.post("/auth/login", data={"username": "alice", "password": PASSWORD})
+    # When the laptop changes the password
+    response = laptop.post("/auth/account", data={"current_password": PASSWORD,
+                                                  "password": NEW_PASSWORD,
+                                                  "password2": NEW_PASSWORD})  # fmt: skip
+    assert response.status_code == 302
+    # Then the phone's next page, public or not, says why it is signed out, in one message
+    page = phone.get(first_page, follow_redirects=True).text
+    assert page.count(SIGN_IN_ENDED) == 1 and PLEASE_SIGN_IN not in page
+    assert 'class="alert alert-warning' in page
+    # And only once: later pages are a signed-out visitor's, as usual
+    assert SIGN_IN_ENDED not in phone.get("/explore").text
+    assert PLEASE_SIGN_IN in phone.get("/messages", follow_redirects=True).text
+    # While a browser that signed out itself is not told it was signed out elsewhere
+    laptop.post("/auth/logout")
+    assert SIGN_IN_ENDED not in laptop.get("/messages", follow_redirects=True).text
+
+
 def test_a_csrf_token_from_before_sign_in_is_refused_after_it(make_app, make_user):
     # Given a visitor who took a CSRF token from the login page
     app = make_app(WTF_CSRF_ENABLED=True)

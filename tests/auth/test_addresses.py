@@ -94,8 +94,8 @@ def test_a_new_address_gets_only_its_confirmation_until_it_is_confirmed(
     finished = export(app, client, recorded_events)
     # Then the archive is there to download, the card says the email waits, no email went
     assert finished["status"] == "succeeded"
+    assert "your email address is not confirmed yet" in client.get("/").get_data(as_text=True)
     assert client.get(finished["url"]).status_code == 200
-    assert "your email address is not confirmed yet" in client.get("/tasks").get_data(as_text=True)
     assert [m["Subject"] for m in mailbox] == [CONFIRM]
     # When she confirms, then exports again
     done = confirm(client, link)

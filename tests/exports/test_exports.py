@@ -81,6 +81,13 @@ def test_export_is_emailed_and_downloadable_with_every_post(
     parts = {part.get_content_type(): part for part in email.walk()}
     text = parts["text/plain"].get_payload(decode=True).decode()
     assert f"/exports/{task.id}/download" in text
+    # which says what the download is and what the attachment is
+    assert re.search(
+        r"The download, microblog-alice-\d{8}-\d{6}\.json\.gz, holds your posts "
+        r"as JSON, compressed with gzip \([\d.]+ KB\)\.",
+        text,
+    ), text
+    assert "attached to this email, uncompressed, as posts.json." in text
     attached = json.loads(parts["application/json"].get_payload(decode=True))
     assert attached["user"]["username"] == "alice"
     assert attached["posts"] == expected_posts(bodies)
@@ -106,7 +113,14 @@ def test_archive_over_the_attachment_limit_is_only_linked(
     types = [part.get_content_type() for part in mailbox[0].walk()]
     assert "application/json" not in types
     text = next(p for p in mailbox[0].walk() if p.get_content_type() == "text/plain")
-    assert f"/exports/{task_id}/download" in text.get_payload(decode=True).decode()
+    text = text.get_payload(decode=True).decode()
+    assert f"/exports/{task_id}/download" in text
+    # and says why nothing is attached
+    assert re.search(
+        r"They are not attached to this email: uncompressed they take \d+ bytes, "
+        r"more than the 100 bytes an email may carry here\.",
+        " ".join(text.split()),
+    )
 
 
 def test_export_of_a_user_without_posts_succeeds_with_an_empty_list(

@@ -377,3 +377,47 @@ def test_spanish_counts_agree_and_the_language_is_named_as_in_a_sentence(client,
     for path in ("/user/alice", "/user/alice/popup"):
         page = client.get(path).get_data(as_text=True)
         assert re.search(r"1(</span>)? seguido\b", page) and "seguidos" not in page, path
+
+
+# A placeholder that holds a count, followed by a word that would need its plural.
+COUNTED = re.compile(r"%\((num|count|total|done|posts|words|n)\)s (?!of\b|de\b)[^\W\d_]{2,}")
+
+
+@pytest.mark.parametrize("language", [code for code in LANGUAGES if code != "en"])
+def test_counts_are_plural_messages_and_translations_keep_the_sources_case(language):
+    path = os.path.join(TRANSLATIONS, language, "LC_MESSAGES", "messages.po")
+    with open(path, "rb") as file:
+        catalog = [m for m in read_po(file) if m.id]
+    # A count followed by a noun ("%(num)s posts") is an ngettext message, in every form
+    singular_counts = sorted(m.id for m in catalog
+                             if isinstance(m.id, str) and COUNTED.search(m.id))  # fmt: skip
+    assert singular_counts == [], "use ngettext for these"
+    plural = [m for m in catalog if not isinstance(m.id, str)]
+    assert all(len(m.string) == len(catalog_plural_forms(path)) for m in plural)
+
+    # And each translation starts as its source does: a capital where the source has one
+    # (a sentence, a button), lower case where the text goes inside a sentence ("español")
+    def first_letter(text: str) -> str:
+        text = re.sub(r"%\(\w+\)s|<[^>]+>", "", text)
+        return next((c for c in text if c.isalpha()), "")
+
+    wrong_case = sorted(
+        (source, translation)
+        for m in catalog
+        for source, translation in zip(
+            m.id if isinstance(m.id, tuple) else (m.id,),
+            m.string if isinstance(m.string, tuple) else (m.string,),
+            strict=False,
+        )
+        if first_letter(source)
+        and first_letter(translation)
+        and first_letter(source).isupper() != first_letter(translation).isupper()
+    )
+    assert wrong_case == []
+
+
+def catalog_plural_forms(path: str) -> range:
+    """Return the plural forms the catalog's header declares (``nplurals``)."""
+    with open(path, encoding="utf-8") as file:
+        nplurals = re.search(r"nplurals=(\d+)", file.read()).group(1)
+    return range(int(nplurals))

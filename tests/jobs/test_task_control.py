@@ -3,20 +3,23 @@
 import logging
 import re
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from devkit.pytest_plugin import in_process_worker
 from devkit.services import free_port
-from microblog.exports.jobs import export_posts, size
+from microblog.exports.jobs import export_posts
 from microblog.exports.models import Archive
 from microblog.extensions import db
+from microblog.i18n import format_size, language
+from microblog.jobs import events
 from microblog.jobs.ending import end
 from microblog.jobs.launch import launch
 from microblog.jobs.models import Task, TaskStatus
 from microblog.live.channel import channel_for, missed_since
-from tests.support.data import insert_posts, task_row
+from tests.support.data import insert_posts, make_task, task_row
 from tests.support.web import JSON
 
 # Minutes of wall time, mostly waiting: started first, beside the rest of the suite.
@@ -139,10 +142,10 @@ def cards(html: str) -> list[tuple[str, str]]:
     return [(task_id, status) for task_id, status in found if task_id]
 
 
-def test_cards_show_active_tasks_and_the_newest_finished_one_until_closed(
+def test_a_result_card_stays_until_its_archive_is_opened(
     client, auth, app, worker, recorded_events
 ):
-    # Given two finished exports, the newer with its archive
+    # Given two finished exports
     alice = auth.signed_in("alice")
     with app.app_context():
         insert_posts(alice, [f"post {i}" for i in range(1234)])
@@ -150,11 +153,15 @@ def test_cards_show_active_tasks_and_the_newest_finished_one_until_closed(
     recorded_events.finished(older)
     newer = start_export(client)
     recorded_events.finished(newer)
-    # Then the page shows only the newer, with when it finished and what it made
+    # Then the home page shows both results, newest first, with when they finished and what
+    # they made: a later export never hides an archive not yet downloaded
     html = client.get("/").get_data(as_text=True)
-    assert cards(html) == [(newer, "succeeded")]
+    assert cards(html) == [(newer, "succeeded"), (older, "succeeded")]
     assert "Finished <time" in html and "1,234 posts · " in html and " KB</span>" in html
-    # When its user closes it, it stays closed, and no older one takes its place
+    # When she downloads the older one (from the card or the email), its card goes from the
+    # next page; the newer stays until she closes it
+    assert client.get(f"/exports/{older}/download").status_code == 200
+    assert cards(client.get("/").get_data(as_text=True)) == [(newer, "succeeded")]
     closed = client.post(f"/tasks/{newer}/dismiss", headers=JSON)
     assert closed.status_code == 200
     assert recorded_events.wait_for(lambda m: m.type == "task.dismissed").data["task_id"] == newer
@@ -165,8 +172,55 @@ def test_cards_show_active_tasks_and_the_newest_finished_one_until_closed(
     assert client.post(f"/tasks/{queued}/dismiss", headers=JSON).status_code == 409
 
 
+def test_cards_follow_one_rule_on_every_page(client, auth, app, make_user):
+    # Given, oldest first: an export that succeeded, one that failed, one cancelled, and one
+    # waiting in the queue
+    alice = auth.signed_in("alice")
+    make_user("bob")
+    result = make_task(app, alice, "succeeded", created_ago=timedelta(minutes=4))
+    failed = make_task(app, alice, "failed", created_ago=timedelta(minutes=3))
+    cancelled = make_task(app, alice, "cancelled", created_ago=timedelta(minutes=2))
+    active = make_task(app, alice, "queued")
+    # Then where jobs start (her home, her profile) the cards are the active task's, the
+    # newest end of the type (the cancel, which replaced the failure) and the unopened result
+    shown = [(active, "queued"), (cancelled, "cancelled"), (result, "succeeded")]
+    for path in ("/", "/user/alice"):
+        assert cards(client.get(path).text) == shown, path
+    # And every other page shows only what is under way: no finished card sits above them
+    for path in ("/explore", "/messages", "/auth/account", "/user/bob", "/no-such-page"):
+        assert cards(client.get(path).text) == [(active, "queued")], path
+    # When she closes the cancelled card, the failure it replaced does not come back
+    assert client.post(f"/tasks/{cancelled}/dismiss", headers=JSON).status_code == 200
+    assert cards(client.get("/").text) == [(active, "queued"), (result, "succeeded")]
+    assert failed not in client.get("/").text
+
+
+def test_a_card_says_how_far_in_its_readers_words(app_context, make_user):
+    # Given a running export, and a job type without words of its own
+    task = Task(user_id=make_user("alice"), name="export_posts", status=TaskStatus.RUNNING,
+                description="Exporting your posts", done=51_000, total=300_404)  # fmt: skip
+    unknown = Task(user_id=task.user_id, name="gone", status=TaskStatus.RUNNING,
+                   description="Gone", done=5, total=12)  # fmt: skip
+    # Then the event counts in English, and each reader gets their own language's
+    event = events.task_event(task)
+    assert event["counts"] == "51,000 of 300,404 posts"
+    with language("es"):
+        assert events.localized(event)["counts"] == "51.000 de 300.404 publicaciones"
+    assert events.task_event(Task(**{**vars_of(task), "done": 0, "total": 1}))["counts"] == (
+        "0 of 1 post"
+    )
+    assert events.task_event(unknown)["counts"] == "5 of 12"
+    # And before the job knows its total, there is nothing to count
+    assert events.task_event(Task(**{**vars_of(task), "total": None}))["counts"] is None
+
+
+def vars_of(task: Task) -> dict:
+    return {key: getattr(task, key) for key in ("user_id", "name", "status", "description",
+                                                "done", "total")}  # fmt: skip
+
+
 def test_export_sizes_read_the_way_people_read_them():
-    assert [size(n) for n in (0, 999, 1000, 12_345, 999_999, 1_234_567, 45_000_000)] == [
+    assert [format_size(n) for n in (0, 999, 1000, 12_345, 999_999, 1_234_567, 45_000_000)] == [
         "0 bytes", "999 bytes", "1.0 KB", "12 KB", "1,000 KB", "1.2 MB", "45 MB"
     ]  # fmt: skip
 

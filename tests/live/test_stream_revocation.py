@@ -14,6 +14,10 @@ from tests.support.wire import csrf_token
 pytestmark = on_every_events_topology
 
 WITHIN_SECONDS = 5
+SIGN_IN_ENDED_TEXT = (
+    "Your sign-in has ended: you signed out elsewhere, your password was changed, or it "
+    "expired. Please sign in again."
+)
 
 
 def open_stream(base_url: str, session: requests.Session, path: str = "/stream") -> SSEReader:
@@ -55,12 +59,21 @@ def test_a_revoked_sign_in_closes_its_open_stream(gunicorn_server, live_user, ho
     try:
         # When the browser's sign-in is revoked
         revoke(gunicorn_server, how, browser, elsewhere)
-        # Then its stream ends within seconds, and the browser's retry is refused
+        # Then its stream ends within seconds, its last event saying why and where to sign in
         reader.wait_for_end(WITHIN_SECONDS)
     finally:
         reader.close()
-    retry = requests.get(gunicorn_server + "/stream", cookies=old_cookies, timeout=10)
-    assert retry.status_code == 401
+    assert reader.events[-1]["event"] == "session.ended"
+    assert reader.events[-1]["data"] == {
+        "message": SIGN_IN_ENDED_TEXT, "sign_in": "Sign in", "sign_in_url": "/auth/login"
+    }  # fmt: skip
+    # And a tab that still holds the old cookie is told the same on its retry, once; then
+    # its retries are refused
+    stale = requests.Session()
+    stale.cookies.update(old_cookies)
+    retry = stale.get(gunicorn_server + "/stream", timeout=10)
+    assert retry.status_code == 200 and "event:session.ended" in retry.text
+    assert stale.get(gunicorn_server + "/stream", timeout=10).status_code == 401
 
 
 def test_a_logout_leaves_the_other_sign_ins_streams_open(gunicorn_server, live_user, live_app):

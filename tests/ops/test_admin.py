@@ -120,7 +120,9 @@ def test_admins_cancel_and_retry_any_users_task(app, client, auth, runner, make_
 
     response = client.post(f"/admin/tasks/{task_id}/cancel", data={"next": "/admin/tasks"})
     assert response.status_code == 303 and response.headers["Location"] == "/admin/tasks"
-    assert recorded_events.finished(task_id).data["status"] == "cancelled"  # bob's tabs hear it
+    finished = recorded_events.finished(task_id)  # bob's tabs hear it, and why
+    assert finished.data["status"] == "cancelled"
+    assert finished.data["error"] == "An operator cancelled this job."
     response = client.post(f"/admin/tasks/{task_id}/cancel", headers=JSON)
     assert response.status_code == 409
 

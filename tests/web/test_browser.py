@@ -195,11 +195,12 @@ def test_a_replayed_recording_moves_the_bar_through_its_values(page, live_user, 
     golden = Recording.load(ROOT / "tests" / "jobs" / "golden" / "count_words.json")
     queued, running, finished = golden.events[0], golden.events[2], golden.events[-1]
     steps = [0, 15, 40, 65, 90]
+    # (steps further apart than a card holds each state: see MIN_STATE_MS in tasks.js)
     events = [queued] + [
-        {"type": running["type"], "after_ms": 300 * (i + 1),
+        {"type": running["type"], "after_ms": 700 * (i + 1),
          "data": running["data"] | {"progress": p, "done": p, "total": 100}}
         for i, p in enumerate(steps)
-    ] + [finished | {"after_ms": 300 * (len(steps) + 1)}]  # fmt: skip
+    ] + [finished | {"after_ms": 700 * (len(steps) + 1)}]  # fmt: skip
     path = tmp_path / "steps.json"
     Recording("count_words", events).save(path)
     # And its user's page open
@@ -207,12 +208,27 @@ def test_a_replayed_recording_moves_the_bar_through_its_values(page, live_user, 
     sign_in(page, username)
     page.goto(f"/user/{username}")
     watch_task_bar(page)
+    page.evaluate("""() => {
+        window.seenLabels = [];
+        new MutationObserver(() => {
+            const label = document.querySelector('#tasks .task-state');
+            if (label && window.seenLabels.at(-1) !== label.textContent) {
+                window.seenLabels.push(label.textContent);
+            }
+        }).observe(document.getElementById('tasks'),
+                   {subtree: true, childList: true, characterData: true});
+    }""")
     # When a developer replays it onto that user's channel
     command = ["flask", "--app", "wsgi", "jobs", "replay", str(path), "--user", username]
     subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=live_env, check=True,
                    timeout=60)  # fmt: skip
-    # Then the card's bar went through every recorded value, and ends done with the summary
+    # Then the card's bar went through every recorded value, its label counting the posts in
+    # the reader's words, and ends done with the summary
     page.wait_for_selector("#tasks .task[data-status='succeeded']", timeout=15_000)
+    labels = page.evaluate("() => window.seenLabels")
+    assert [f"{n} of 100 posts" for n in steps[1:]] == [
+        label for label in labels if label.endswith(" of 100 posts") and label != "0 of 100 posts"
+    ], labels
     seen = page.evaluate("() => window.seenValues")
     distinct = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
     assert distinct == [*steps, 100], seen

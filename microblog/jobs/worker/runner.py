@@ -81,6 +81,7 @@ def job(
     result_endpoint: str | None = None,
     result_label: str | LazyMessage = SEE_THE_RESULT,
     summary: Callable[[Any], str | None] | None = None,
+    counts: Callable[[int, int], str] | None = None,
 ) -> Callable[[JobBody], dramatiq.Actor]:
     """Make ``body`` a job type; its actor is named after the function.
 
@@ -98,6 +99,9 @@ def job(
     :param summary: ``summary(result)`` describes a succeeded task's result (what ``body``
         returned) in a few words for its card, in the current language, e.g.
         "12,345 posts · 1.2 MB"; it runs when the card is shown, in the reader's language.
+    :param counts: ``counts(done, total)`` says in words how far a task is, in the current
+        language, e.g. "51,000 of 300,404 posts" (with ``ngettext``); without it the card
+        says "51,000 of 300,404".
     """
 
     def decorate(body: JobBody) -> dramatiq.Actor:
@@ -110,7 +114,7 @@ def job(
                               min_backoff=min_backoff, max_backoff=max_backoff,
                               time_limit=time_limit)  # fmt: skip
         registry.declare(JobType(actor, msgid(description), result_endpoint, msgid(result_label),
-                                 summary))  # fmt: skip
+                                 summary, counts))  # fmt: skip
         return actor
 
     return decorate

@@ -5,7 +5,10 @@
 
   const section = document.getElementById("tasks");
   const template = document.getElementById("task-template");
-  const REMOVE_FINISHED_AFTER_MS = 5 * 60 * 1000;
+  // A card's state stays at least this long before a later progress event replaces it, so
+  // that a short job reads "Waiting to start", then its end, not a flicker of numbers. Its
+  // end shows at once.
+  const MIN_STATE_MS = 600;
   const STATE_TEXT = ["queued", "succeeded", "failed", "cancelled"];
   const FINAL = ["succeeded", "failed", "cancelled"];
 
@@ -33,9 +36,11 @@
     card.dataset.status = task.status;
     card.dataset.name = task.name;
     card.querySelector(".task-description").textContent = task.description;
+    // The counts ("51 of 300 posts") are the event's, so only with its own progress.
+    const counts = progress === task.progress && task.counts;
     card.querySelector(".task-state").textContent = STATE_TEXT.includes(task.status)
       ? pageString(`task.${task.status}`)
-      : `${progress}%`;
+      : counts || `${progress}%`;
     const bar = card.querySelector(".progress");
     bar.setAttribute("aria-valuenow", String(progress));
     bar.setAttribute("aria-label", task.description);
@@ -53,6 +58,27 @@
     renderFinished(card.querySelector(".task-finished"), task);
     renderResult(card.querySelector(".task-result"), task);
     updateStartButton(task, final);
+    card.dataset.shownAt = String(performance.now());
+  }
+
+  // Progress events wait their turn (MIN_STATE_MS); the newest one waiting is shown.
+  const waiting = new Map();
+
+  function onProgress(task) {
+    const card = section.querySelector(`[data-task-id="${CSS.escape(task.task_id)}"]`);
+    const wait = card ? Number(card.dataset.shownAt || 0) + MIN_STATE_MS - performance.now() : 0;
+    if (waiting.has(task.task_id)) {
+      waiting.get(task.task_id).task = task;
+    } else if (wait > 0) {
+      const entry = { task };
+      entry.timer = setTimeout(() => {
+        waiting.delete(task.task_id);
+        render(entry.task);
+      }, wait);
+      waiting.set(task.task_id, entry);
+    } else {
+      render(task);
+    }
   }
 
   // A bar's width is a class (pct-0 … pct-100), as the server renders it for pages without
@@ -91,6 +117,11 @@
       error.className = "text-danger task-error";
       error.textContent = task.error || pageString("task.failed_reason");
       result.append(error);
+    } else if (task.status === "cancelled" && task.error) {
+      const reason = document.createElement("span");
+      reason.className = "text-body-secondary task-error"; // who cancelled it, if not its user
+      reason.textContent = task.error;
+      result.append(reason);
     } else if (task.retry_at && !FINAL.includes(task.status)) {
       result.append(waitingNote(task));
     }
@@ -118,14 +149,18 @@
     if (button) button.disabled = !final;
   }
 
+  // The server's rule (jobs/models.py: tasks_to_show), kept live: of each job type one
+  // finished card, the newest, beside the results not yet opened. A card stays until an
+  // event moves it; a reload shows the same, on the pages that show finished cards.
   function onFinished(task) {
+    clearTimeout(waiting.get(task.task_id)?.timer);
+    waiting.delete(task.task_id);
     render(task);
-    // One finished card per kind of job: the newest.
     for (const other of section.querySelectorAll(".task")) {
       const older = other.dataset.taskId !== task.task_id && other.dataset.name === task.name;
-      if (older && FINAL.includes(other.dataset.status)) other.remove();
+      const result = other.dataset.status === "succeeded" && other.querySelector(".task-download");
+      if (older && FINAL.includes(other.dataset.status) && !result) other.remove();
     }
-    setTimeout(() => cardFor(task).remove(), REMOVE_FINISHED_AFTER_MS);
   }
 
   function showFlash(message, level) {
@@ -153,13 +188,15 @@
     }).then((response) => response.json().then((body) => ({ response, body })));
   }
 
-  // Start a job without leaving the page; without JavaScript the form posts as usual.
+  // Start a job without leaving the page; without JavaScript the form posts as usual. Its
+  // card is the answer (a flash would go stale as the card moves on); a refusal is a flash.
   function startJob(event) {
     event.preventDefault();
     const button = event.currentTarget.querySelector("button");
     button.disabled = true;
     post(event.currentTarget)
       .then(({ response, body }) => {
+        if (response.ok && body.task_id) return showCard(body);
         showFlash(body.message, body.level);
         if (!response.ok && response.status !== 409) button.disabled = false;
       })
@@ -169,7 +206,22 @@
       });
   }
 
-  // Cancel, try again or close without leaving the page; the stream tells every tab.
+  // A started task's card, from the Task table, for when its first event is late or lost
+  // (events bring it up to date, never back); the answer's message if even that fails.
+  function showCard(started) {
+    if (!section) return showFlash(started.message, started.level);
+    const url = section.dataset.taskUrl.replace("TASK_ID", encodeURIComponent(started.task_id));
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((response) => (response.ok ? response.json() : Promise.reject(response)))
+      .then((task) => {
+        const card = section.querySelector(`[data-task-id="${CSS.escape(task.task_id)}"]`);
+        if (!card) (FINAL.includes(task.status) ? onFinished : render)(task);
+      })
+      .catch(() => showFlash(started.message, started.level));
+  }
+
+  // Cancel, try again or close without leaving the page; the stream tells every tab. The
+  // cards show what was done; a refusal ("too late to cancel") is a flash.
   function act(event) {
     event.preventDefault();
     const form = event.currentTarget;
@@ -178,9 +230,10 @@
     form.querySelector("button").disabled = true;
     post(form)
       .then(({ response, body }) => {
-        if (!(response.ok && action === "dismiss")) showFlash(body.message, body.level);
+        if (!response.ok) showFlash(body.message, body.level);
         // A closed card goes; after "Try again" the new task arrives as a card of its own.
         if (response.ok && (action === "retry" || action === "dismiss")) card.remove();
+        if (response.ok && action === "retry" && body.task_id) showCard(body);
       })
       .catch(() => showFlash(pageString("unreachable"), "danger"))
       .finally(() => {
@@ -197,7 +250,7 @@
   }
 
   if (section) {
-    document.addEventListener("live:task.progress", (event) => render(event.detail));
+    document.addEventListener("live:task.progress", (event) => onProgress(event.detail));
     document.addEventListener("live:task.finished", (event) => onFinished(event.detail));
     document.addEventListener("live:task.dismissed", (event) => {
       const { task_id: id } = event.detail;
