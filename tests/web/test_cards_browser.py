@@ -220,3 +220,36 @@ def test_a_sign_in_ended_elsewhere_is_told_live_and_after_a_reload(
     finally:
         watching.close()
         other.close()
+
+
+def answer_to(page, selector: str) -> tuple[list[str], str]:
+    """Click ``selector`` with the flashes cleared; return the classes and text of the one the
+    answer shows."""
+    page.evaluate("() => document.getElementById('flashes').replaceChildren()")
+    page.click(selector)
+    alert = page.wait_for_selector("#flashes .alert", timeout=15_000)
+    return alert.get_attribute("class").split(), alert.text_content()
+
+
+def test_every_error_a_pages_script_receives_is_styled_by_its_level(page, live_user):
+    # (a message without its level would be "alert-undefined": grey text, no colour)
+    # Given a user's profile with an export waiting in the queue (no worker runs here)
+    _, username = live_user("styled")
+    sign_in(page, username)
+    page.goto(f"/user/{username}")
+    page.click("#export-button")
+    page.wait_for_selector(f"{CARD}[data-status='queued']", timeout=15_000)
+    # When the button is pressed again anyway (a second tab's, say): a warning, 409
+    page.evaluate("() => { document.getElementById('export-button').disabled = false; }")
+    classes, text = answer_to(page, "#export-button")
+    assert "alert-warning" in classes and "already in progress" in text
+    # When a form's security token is forged: an error
+    page.evaluate("""() => document.querySelectorAll('#tasks input[name=csrf_token]')
+                          .forEach((input) => { input.value = 'forged'; })""")
+    classes, text = answer_to(page, f"{CARD} .task-cancel button")
+    assert "alert-danger" in classes, (classes, text)
+    screenshot(page, "cards-errors-styled.png")
+    # When the browser lost its cookies meanwhile (signed out): an error too
+    page.context.clear_cookies()
+    classes, text = answer_to(page, f"{CARD} .task-cancel button")
+    assert "alert-danger" in classes, (classes, text)
