@@ -95,9 +95,9 @@ def redirect_old_page_link(listing: Listing, number: str, per_page: int) -> Resp
     if not (digits and 1 <= int(number) <= MAX_PAGE):
         abort(404, NO_SUCH_PAGE)
     args = dict(request.view_args)
-    # OFFSET walks an index for explore and profiles (8 ms at page 1,000 of a million posts),
-    # but must sort the whole followed set for the home timeline (0.4–2.4 s): there, whose
-    # pages shift with every post anyway, an old page number opens the newest page.
+    # OFFSET walks an index for explore and profiles (cheap even a thousand pages deep), but
+    # must sort the whole followed set for the home timeline (seconds: docs/performance.md):
+    # there, whose pages shift with every post anyway, an old page number opens the newest page.
     if int(number) > 1 and not isinstance(listing, HomeTimeline):
         newest_first = listing.query.order_by(*key_order(Post))
         edge = db.session.scalar(newest_first.offset((int(number) - 1) * per_page - 1).limit(1))
