@@ -12,8 +12,12 @@
   const STATE_TEXT = ["queued", "succeeded", "failed", "cancelled"];
   const FINAL = ["succeeded", "failed", "cancelled"];
 
+  function shownCard(taskId) {
+    return section.querySelector(`[data-task-id="${CSS.escape(taskId)}"]`);
+  }
+
   function cardFor(task) {
-    let card = section.querySelector(`[data-task-id="${CSS.escape(task.task_id)}"]`);
+    let card = shownCard(task.task_id);
     if (!card) {
       card = template.content.firstElementChild.cloneNode(true);
       card.dataset.taskId = task.task_id;
@@ -65,7 +69,7 @@
   const waiting = new Map();
 
   function onProgress(task) {
-    const card = section.querySelector(`[data-task-id="${CSS.escape(task.task_id)}"]`);
+    const card = shownCard(task.task_id);
     const wait = card ? Number(card.dataset.shownAt || 0) + MIN_STATE_MS - performance.now() : 0;
     if (waiting.has(task.task_id)) {
       waiting.get(task.task_id).task = task;
@@ -214,8 +218,7 @@
     return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then((response) => (response.ok ? response.json() : Promise.reject(response)))
       .then((task) => {
-        const card = section.querySelector(`[data-task-id="${CSS.escape(task.task_id)}"]`);
-        if (!card) (FINAL.includes(task.status) ? onFinished : render)(task);
+        if (!shownCard(task.task_id)) (FINAL.includes(task.status) ? onFinished : render)(task);
       })
       .catch(() => showFlash(started.message, started.level));
   }
@@ -254,7 +257,7 @@
     document.addEventListener("live:task.finished", (event) => onFinished(event.detail));
     document.addEventListener("live:task.dismissed", (event) => {
       const { task_id: id } = event.detail;
-      section.querySelector(`[data-task-id="${CSS.escape(id)}"]`)?.remove();
+      shownCard(id)?.remove();
     });
   }
 })();
